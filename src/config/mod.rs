@@ -1,0 +1,8 @@
+//! The project file: discovery, YAML with source locations, interpolation, typed model,
+//! validation and located diagnostics.
+
+pub mod forms;
+pub mod model;
+pub mod ports;
+pub mod units;
+pub mod volumes;
