@@ -1,4 +1,6 @@
 //! devenv: development environments from a Compose-style project file, on its own container
 //! engine. The binary in `main.rs` is a thin shell over this library.
 
+pub mod cli;
 pub mod config;
+pub mod suggest;

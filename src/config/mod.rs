@@ -1,8 +1,23 @@
 //! The project file: discovery, YAML with source locations, interpolation, typed model,
-//! validation and located diagnostics.
+//! normalization, validation and located diagnostics.
 
+pub mod de;
+pub mod diagnostic;
+pub mod discover;
 pub mod forms;
+pub mod interpolate;
+mod load;
+pub mod locate;
 pub mod model;
+pub mod normalize;
 pub mod ports;
 pub mod units;
+pub mod unsupported;
+mod validate;
 pub mod volumes;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{load, load_str, ConfigError, LoadOptions, Project};
+pub mod emit;
+pub mod schema;

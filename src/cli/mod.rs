@@ -1,0 +1,111 @@
+//! The command line: clap definitions and dispatch. One file per command.
+
+mod config;
+mod schema;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, LoadOptions};
+
+/// Exit status for a project file that is missing or invalid.
+pub const EXIT_INVALID_PROJECT: i32 = 2;
+/// Exit status for any other failure.
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devenv",
+    version,
+    about = "Development environments from a Compose-style project file"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that select and read the project, shared by every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectArgs {
+    /// The project file; by default the nearest devenv.yaml, compose.yaml or docker-compose.yml
+    /// from the working directory up.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The project name; by default `name:` in the file, else the directory name.
+    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Base directory for relative paths; by default the project file's directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Read variables from this file instead of the project's .env.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Activate a profile (repeatable); also COMPOSE_PROFILES or DEVENV_PROFILES, comma-separated.
+    #[arg(long = "profile", global = true, value_name = "NAME")]
+    pub profiles: Vec<String>,
+}
+
+impl ProjectArgs {
+    pub fn load_options(&self) -> std::io::Result<LoadOptions> {
+        let mut o = LoadOptions::from_process()?;
+        o.file = self.file.clone();
+        o.project_name = self.project_name.clone();
+        o.project_directory = self.project_directory.clone();
+        o.env_file = self.env_file.clone();
+        Ok(o)
+    }
+
+    /// Profiles from the flags, else from the environment.
+    pub fn active_profiles(&self) -> Vec<String> {
+        if !self.profiles.is_empty() {
+            return self.profiles.clone();
+        }
+        ["DEVENV_PROFILES", "COMPOSE_PROFILES"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the project file and print it normalized and interpolated.
+    Config(config::ConfigArgs),
+    /// Print the JSON Schema of devenv.yaml.
+    Schema,
+    /// Print a shell completion script.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let result = match &cli.command {
+        Command::Config(args) => config::run(&cli.project, args),
+        Command::Schema => schema::run(),
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "devenv", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &anyhow::Error) -> i32 {
+    if let Some(c) = e.downcast_ref::<ConfigError>() {
+        eprintln!("{c}");
+        return EXIT_INVALID_PROJECT;
+    }
+    eprintln!("error: {e:#}");
+    EXIT_FAILURE
+}
