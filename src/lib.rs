@@ -2,3 +2,5 @@
 //! engine. The binary in `main.rs` is a thin shell over this library.
 
 pub mod config;
+pub mod graph;
+pub mod suggest;
