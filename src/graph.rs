@@ -15,7 +15,7 @@ use crate::suggest::nearest;
 
 /// Services and the services each one needs started first (`depends_on`,
 /// `network_mode: service:NAME`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServiceGraph {
     /// Service names in file order; a service's position here is its id everywhere below.
     names: IndexSet<String>,
@@ -195,7 +195,7 @@ impl ServiceGraph {
 
 /// Adjacency lists for all services in two flat vectors: the targets of service `s` are
 /// `targets[offsets[s]..offsets[s + 1]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Adjacency {
     offsets: Vec<usize>,
     targets: Vec<usize>,

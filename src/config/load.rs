@@ -14,6 +14,7 @@ use super::normalize;
 use super::unsupported::{self, Unsupported};
 use super::validate;
 use super::yaml::{self, Mark, Node, Value};
+use crate::graph::ServiceGraph;
 
 /// Where to find the project and what its environment is. The environment is passed in, not
 /// read from the process, so loading is a pure function of its inputs.
@@ -68,6 +69,8 @@ pub struct Project {
     pub unsupported: Vec<Unsupported>,
     /// The variables interpolation saw: devenv's environment over the project's `.env`.
     pub env: HashMap<String, String>,
+    /// Start and stop order.
+    pub graph: ServiceGraph,
 }
 
 /// The text of one file, kept to point diagnostics at.
@@ -154,9 +157,14 @@ pub fn load_str(
         warnings,
         unsupported,
         env,
+        graph: ServiceGraph::default(),
     };
     let mut errors = normalize::normalize(&mut project, &root, &src);
     errors.extend(validate::validate(&project, &root, &src));
+    match validate::graph(&mut project, &root, &src) {
+        Ok(g) => project.graph = g,
+        Err(d) => errors.push(d),
+    }
     if errors.is_empty() {
         Ok(project)
     } else {

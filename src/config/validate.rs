@@ -9,6 +9,7 @@ use super::locate::{mark_of, path_string, Seg};
 use super::model::WatchAction;
 use super::volumes::MountType;
 use super::yaml::Node;
+use crate::graph::{GraphError, ServiceGraph};
 use crate::suggest::nearest;
 
 pub(crate) fn validate(project: &Project, root: &Node, src: &Source) -> Vec<Diagnostic> {
@@ -120,4 +121,68 @@ fn valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Builds the dependency graph from `depends_on` and `network_mode: service:NAME`. An optional
+/// dependency (`required: false`) on a service that does not exist is dropped with a warning, as
+/// Compose does.
+pub(crate) fn graph(
+    project: &mut Project,
+    root: &Node,
+    src: &Source,
+) -> Result<ServiceGraph, Diagnostic> {
+    let services = &mut project.model.services;
+    let names: Vec<String> = services.keys().cloned().collect();
+    for (name, svc) in services.iter_mut() {
+        svc.depends_on.0.retain(|dep, d| {
+            let keep = d.required || names.contains(dep);
+            if !keep {
+                let at =
+                    [Seg::Key("services"), Seg::Key(name), Seg::Key("depends_on"), Seg::Key(dep)];
+                let msg = format!(
+                    "optional dependency \"{dep}\" is not a service in this project; ignored"
+                );
+                project.warnings.push(
+                    Diagnostic::warning(src.file, mark_of(root, &at), path_string(&at), msg)
+                        .with_source(src.text),
+                );
+            }
+            keep
+        });
+    }
+    let edges = project.model.services.iter().map(|(name, svc)| {
+        let via_network = match &svc.network_mode {
+            Some(NetworkMode::Service(other)) => Some(other.as_str()),
+            _ => None,
+        };
+        (name.as_str(), svc.depends_on.0.keys().map(String::as_str).chain(via_network))
+    });
+    ServiceGraph::new(edges).map_err(|e| {
+        let at: Vec<Seg> = match &e {
+            GraphError::UnknownDependency { service, dependency, .. } => {
+                let svc = &project.model.services[service.as_str()];
+                if svc.depends_on.0.contains_key(dependency) {
+                    vec![
+                        Seg::Key("services"),
+                        Seg::Key(service),
+                        Seg::Key("depends_on"),
+                        Seg::Key(dependency),
+                    ]
+                } else {
+                    vec![Seg::Key("services"), Seg::Key(service), Seg::Key("network_mode")]
+                }
+            }
+            GraphError::Cycle { cycle } => {
+                let (from, to) = (&cycle[0], &cycle[1]);
+                let svc = &project.model.services[from.as_str()];
+                if svc.depends_on.0.contains_key(to) {
+                    vec![Seg::Key("services"), Seg::Key(from), Seg::Key("depends_on"), Seg::Key(to)]
+                } else {
+                    vec![Seg::Key("services"), Seg::Key(from), Seg::Key("network_mode")]
+                }
+            }
+            GraphError::UnknownService { .. } => vec![],
+        };
+        src.error(mark_of(root, &at), path_string(&at), e.to_string())
+    })
 }
