@@ -4,6 +4,8 @@
 pub mod de;
 pub mod diagnostic;
 pub mod discover;
+pub mod dotenv;
+pub mod emit;
 pub mod forms;
 pub mod interpolate;
 mod load;
@@ -11,6 +13,7 @@ pub mod locate;
 pub mod model;
 pub mod normalize;
 pub mod ports;
+pub mod schema;
 pub mod units;
 pub mod unsupported;
 mod validate;
@@ -19,5 +22,3 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{load, load_str, ConfigError, LoadOptions, Project};
-pub mod emit;
-pub mod schema;

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use indexmap::IndexMap;
 
 use super::diagnostic::Diagnostic;
-use super::interpolate::parse_dotenv;
+use super::dotenv::parse_dotenv;
 use super::load::{Project, Source};
 use super::locate::{mark_of, path_string, Seg};
 use super::volumes::MountType;
