@@ -71,6 +71,13 @@ impl de::Error for DeError {
             de::Unexpected::Map => "a map".to_string(),
             other => other.to_string(),
         };
+        // serde's own wording names Rust types; say it in YAML's terms.
+        let exp = exp.to_string();
+        let exp = match exp.as_str() {
+            e if e.starts_with("struct ") => "a map",
+            "a sequence" => "a list",
+            e => e,
+        };
         DeError::custom(format_args!("expected {exp}, found {found}"))
     }
 

@@ -162,6 +162,7 @@ pub fn load_str(
     };
     let mut errors = normalize::normalize(&mut project, &root, &src);
     errors.extend(validate::validate(&project, &root, &src));
+    errors.extend(validate::port_clashes(&project, &root, &src));
     match validate::graph(&mut project, &root, &src) {
         Ok(g) => project.graph = g,
         Err(d) => errors.push(d),

@@ -49,7 +49,12 @@ pub(crate) fn normalize(project: &mut Project, root: &Node, src: &Source) -> Vec
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ef.required => {}
                 Err(e) => {
-                    errors.push(here(format!("cannot read env file {}: {e}", path.display())))
+                    let hint =
+                        "create it, or write `{path: ..., required: false}` if it is optional";
+                    errors.push(
+                        here(format!("cannot read env file {}: {e}", path.display()))
+                            .with_suggestion(Some(hint.into())),
+                    )
                 }
             }
             ef.path = path.to_string_lossy().into_owned();

@@ -2,13 +2,15 @@
 //! ports published twice, watch rules, and the dependency graph. Every problem is reported, not
 //! only the first, each at the place in the file it comes from.
 
+use super::de::{from_node, Path as KeyPath};
 use super::diagnostic::Diagnostic;
 use super::forms::NetworkMode;
 use super::load::{Project, Source};
 use super::locate::{mark_of, path_string, Seg};
 use super::model::WatchAction;
+use super::ports::{PortMapping, Ports};
 use super::volumes::MountType;
-use super::yaml::Node;
+use super::yaml::{Node, Value};
 use crate::graph::{GraphError, ServiceGraph};
 use crate::suggest::nearest;
 
@@ -131,8 +133,8 @@ pub(crate) fn graph(
     root: &Node,
     src: &Source,
 ) -> Result<ServiceGraph, Diagnostic> {
+    let names: Vec<String> = project.model.services.keys().cloned().collect();
     let services = &mut project.model.services;
-    let names: Vec<String> = services.keys().cloned().collect();
     for (name, svc) in services.iter_mut() {
         svc.depends_on.0.retain(|dep, d| {
             let keep = d.required || names.contains(dep);
@@ -169,7 +171,11 @@ pub(crate) fn graph(
                         Seg::Key(dependency),
                     ]
                 } else {
-                    vec![Seg::Key("services"), Seg::Key(service), Seg::Key("network_mode")]
+                    let at = [Seg::Key("services"), Seg::Key(service), Seg::Key("network_mode")];
+                    let msg = format!("network_mode refers to service \"{dependency}\", which is not a service in this project");
+                    return src.error(mark_of(root, &at), path_string(&at), msg).with_suggestion(
+                        nearest(dependency, names.iter().map(String::as_str)).map(|n| format!("did you mean `service:{n}`?")),
+                    );
                 }
             }
             GraphError::Cycle { cycle } => {
@@ -184,5 +190,59 @@ pub(crate) fn graph(
             GraphError::UnknownService { .. } => vec![],
         };
         src.error(mark_of(root, &at), path_string(&at), e.to_string())
+    })
+}
+
+/// Two services (or two entries of one) publishing the same host port: each entry's mappings,
+/// with where the entry was written.
+pub(crate) fn port_clashes(project: &Project, root: &Node, src: &Source) -> Vec<Diagnostic> {
+    let mut seen: Vec<(String, PortMapping)> = Vec::new();
+    let mut errors = Vec::new();
+    for name in project.model.services.keys() {
+        let at = [Seg::Key("services"), Seg::Key(name), Seg::Key("ports")];
+        let Some(Value::Seq(entries)) = lookup(root, &at).map(|n| &n.value) else { continue };
+        for (i, entry) in entries.iter().enumerate() {
+            let one = Node { mark: entry.mark, value: Value::Seq(vec![entry.clone()]) };
+            let Ok(Ports(mappings)) = from_node::<Ports>(&one, &KeyPath::Root) else { continue };
+            let here = [Seg::Key("services"), Seg::Key(name), Seg::Key("ports"), Seg::Index(i)];
+            for m in mappings {
+                let Some(port) = m.published.filter(|r| r.start == r.end).map(|r| r.start) else {
+                    continue;
+                };
+                if let Some((first, _)) = seen.iter().find(|(_, o)| {
+                    o.protocol == m.protocol
+                        && o.published.map(|r| r.start) == Some(port)
+                        && (o.host_ip.is_none_or(|ip| ip.is_unspecified())
+                            || m.host_ip.is_none_or(|ip| ip.is_unspecified())
+                            || o.host_ip == m.host_ip)
+                }) {
+                    let msg = format!(
+                        "host port {port}/{} is already published by {first}; a host port can be published only once",
+                        m.protocol
+                    );
+                    let hint = format!(
+                        "publish another host port, like \"{}:{}\"",
+                        port.saturating_add(1),
+                        m.target
+                    );
+                    errors.push(
+                        src.error(mark_of(root, &here), path_string(&here), msg)
+                            .with_suggestion(Some(hint)),
+                    );
+                }
+                seen.push((path_string(&here), m));
+            }
+        }
+    }
+    errors
+}
+
+fn lookup<'a>(root: &'a Node, path: &[Seg]) -> Option<&'a Node> {
+    path.iter().try_fold(root, |node, seg| match seg {
+        Seg::Key(k) => node.get(k).map(|e| &e.value),
+        Seg::Index(i) => match &node.value {
+            Value::Seq(items) => items.get(*i),
+            _ => None,
+        },
     })
 }
