@@ -31,7 +31,7 @@ fn generate(n: usize) -> String {
             let _ = write!(s, "    depends_on:\n      - svc{}\n", i / 2);
         }
         if i > 2 {
-            let _ = write!(s, "      - svc{}\n", i - 3);
+            let _ = writeln!(s, "      - svc{}", i - 3);
         }
     }
     s.push_str("volumes:\n");

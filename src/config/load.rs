@@ -165,7 +165,7 @@ pub fn load_str(
     errors.extend(validate::port_clashes(&project, &root, &src));
     match validate::graph(&mut project, &root, &src) {
         Ok(g) => project.graph = g,
-        Err(d) => errors.push(d),
+        Err(d) => errors.push(*d),
     }
     if errors.is_empty() {
         Ok(project)
@@ -233,7 +233,7 @@ fn interpolate_tree(
     path: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
     file: &FsPath,
-) -> Result<(), Diagnostic> {
+) -> Result<(), Box<Diagnostic>> {
     match &mut node.value {
         Value::Scalar(s) => {
             if s.text.contains('$') {
@@ -247,7 +247,12 @@ fn interpolate_tree(
                         if !before.contains('\n') {
                             mark.column += before.chars().count() + usize::from(s.quoted);
                         }
-                        return Err(Diagnostic::error(file, mark, path.to_string(), e.message));
+                        return Err(Box::new(Diagnostic::error(
+                            file,
+                            mark,
+                            path.to_string(),
+                            e.message,
+                        )));
                     }
                 }
             }

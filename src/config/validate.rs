@@ -132,7 +132,7 @@ pub(crate) fn graph(
     project: &mut Project,
     root: &Node,
     src: &Source,
-) -> Result<ServiceGraph, Diagnostic> {
+) -> Result<ServiceGraph, Box<Diagnostic>> {
     let names: Vec<String> = project.model.services.keys().cloned().collect();
     let services = &mut project.model.services;
     for (name, svc) in services.iter_mut() {
@@ -173,9 +173,10 @@ pub(crate) fn graph(
                 } else {
                     let at = [Seg::Key("services"), Seg::Key(service), Seg::Key("network_mode")];
                     let msg = format!("network_mode refers to service \"{dependency}\", which is not a service in this project");
-                    return src.error(mark_of(root, &at), path_string(&at), msg).with_suggestion(
-                        nearest(dependency, names.iter().map(String::as_str)).map(|n| format!("did you mean `service:{n}`?")),
-                    );
+                    let hint = nearest(dependency, names.iter().map(String::as_str))
+                        .map(|n| format!("did you mean `service:{n}`?"));
+                    let d = src.error(mark_of(root, &at), path_string(&at), msg);
+                    return Box::new(d.with_suggestion(hint));
                 }
             }
             GraphError::Cycle { cycle } => {
@@ -189,7 +190,7 @@ pub(crate) fn graph(
             }
             GraphError::UnknownService { .. } => vec![],
         };
-        src.error(mark_of(root, &at), path_string(&at), e.to_string())
+        Box::new(src.error(mark_of(root, &at), path_string(&at), e.to_string()))
     })
 }
 
