@@ -3,12 +3,15 @@
 //! only the first, each at the place in the file it comes from.
 
 use super::de::{from_node, Path as KeyPath};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
 use super::diagnostic::Diagnostic;
 use super::forms::NetworkMode;
 use super::load::{Project, Source};
 use super::locate::{mark_of, path_string, Seg};
 use super::model::WatchAction;
-use super::ports::{PortMapping, Ports};
+use super::ports::{Ports, Protocol};
 use super::volumes::MountType;
 use super::yaml::{Node, Value};
 use crate::graph::{GraphError, ServiceGraph};
@@ -197,7 +200,8 @@ pub(crate) fn graph(
 /// Two services (or two entries of one) publishing the same host port: each entry's mappings,
 /// with where the entry was written.
 pub(crate) fn port_clashes(project: &Project, root: &Node, src: &Source) -> Vec<Diagnostic> {
-    let mut seen: Vec<(String, PortMapping)> = Vec::new();
+    // Fixed host ports by (protocol, port), with the host IP and where each was written.
+    let mut seen: HashMap<(Protocol, u16), Vec<(Option<IpAddr>, String)>> = HashMap::new();
     let mut errors = Vec::new();
     for name in project.model.services.keys() {
         let at = [Seg::Key("services"), Seg::Key(name), Seg::Key("ports")];
@@ -210,13 +214,12 @@ pub(crate) fn port_clashes(project: &Project, root: &Node, src: &Source) -> Vec<
                 let Some(port) = m.published.filter(|r| r.start == r.end).map(|r| r.start) else {
                     continue;
                 };
-                if let Some((first, _)) = seen.iter().find(|(_, o)| {
-                    o.protocol == m.protocol
-                        && o.published.map(|r| r.start) == Some(port)
-                        && (o.host_ip.is_none_or(|ip| ip.is_unspecified())
-                            || m.host_ip.is_none_or(|ip| ip.is_unspecified())
-                            || o.host_ip == m.host_ip)
-                }) {
+                let wildcard = |ip: Option<IpAddr>| ip.is_none_or(|ip| ip.is_unspecified());
+                let others = seen.entry((m.protocol, port)).or_default();
+                let clash = others
+                    .iter()
+                    .find(|(ip, _)| wildcard(*ip) || wildcard(m.host_ip) || *ip == m.host_ip);
+                if let Some((_, first)) = clash {
                     let msg = format!(
                         "host port {port}/{} is already published by {first}; a host port can be published only once",
                         m.protocol
@@ -226,12 +229,10 @@ pub(crate) fn port_clashes(project: &Project, root: &Node, src: &Source) -> Vec<
                         port.saturating_add(1),
                         m.target
                     );
-                    errors.push(
-                        src.error(mark_of(root, &here), path_string(&here), msg)
-                            .with_suggestion(Some(hint)),
-                    );
+                    let d = src.error(mark_of(root, &here), path_string(&here), msg);
+                    errors.push(d.with_suggestion(Some(hint)));
                 }
-                seen.push((path_string(&here), m));
+                others.push((m.host_ip, path_string(&here)));
             }
         }
     }

@@ -187,6 +187,7 @@ impl Builder {
                         (Node { mark, value: Value::Seq(items) }, anchor)
                     }
                     Some(Frame::Map { mark, anchor, entries, merges, .. }) => {
+                        check_duplicates(&entries)?;
                         (Node { mark, value: Value::Map(apply_merges(entries, merges)?) }, anchor)
                     }
                     None => return Ok(()),
@@ -247,21 +248,33 @@ impl Builder {
                     let _ = key_mark;
                     merges.push(node);
                 }
-                Some((k, key_mark)) => {
-                    if let Some(first) = entries.iter().find(|e| e.key == k) {
-                        return Err(YamlError {
-                            mark: key_mark,
-                            message: format!(
-                                "duplicate key `{k}` (first defined at line {})",
-                                first.key_mark.line
-                            ),
-                        });
-                    }
-                    entries.push(Entry { key: k, key_mark, value: node });
-                }
+                // Duplicates are found when the map ends: a scan per key here would make a
+                // 500-service file quadratic.
+                Some((k, key_mark)) => entries.push(Entry { key: k, key_mark, value: node }),
             },
         }
         Ok(())
+    }
+}
+
+/// The first key, in file order, written twice in one map.
+fn check_duplicates(entries: &[Entry]) -> Result<(), YamlError> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by(|&a, &b| entries[a].key.cmp(&entries[b].key).then(a.cmp(&b)));
+    let second =
+        order.windows(2).filter(|w| entries[w[0]].key == entries[w[1]].key).min_by_key(|w| w[1]);
+    match second {
+        None => Ok(()),
+        Some(w) => {
+            let (first, again) = (&entries[w[0]], &entries[w[1]]);
+            Err(YamlError {
+                mark: again.key_mark,
+                message: format!(
+                    "duplicate key `{}` (first defined at line {})",
+                    again.key, first.key_mark.line
+                ),
+            })
+        }
     }
 }
 
