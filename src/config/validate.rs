@@ -199,9 +199,12 @@ pub(crate) fn graph(
 
 /// Two services (or two entries of one) publishing the same host port: each entry's mappings,
 /// with where the entry was written.
+/// A host IP a port is published on, and the key path where that was written.
+type Published = (Option<IpAddr>, String);
+
 pub(crate) fn port_clashes(project: &Project, root: &Node, src: &Source) -> Vec<Diagnostic> {
     // Fixed host ports by (protocol, port), with the host IP and where each was written.
-    let mut seen: HashMap<(Protocol, u16), Vec<(Option<IpAddr>, String)>> = HashMap::new();
+    let mut seen: HashMap<(Protocol, u16), Vec<Published>> = HashMap::new();
     let mut errors = Vec::new();
     for name in project.model.services.keys() {
         let at = [Seg::Key("services"), Seg::Key(name), Seg::Key("ports")];
