@@ -11,7 +11,10 @@ use crate::config::forms::StringOrList;
 use crate::config::volumes::{Mount as ServiceMount, MountType};
 
 fn mount(kind: MountType, source: Option<&str>, target: &str, read_only: bool) -> ServiceMount {
-    ServiceMount { kind, source: source.map(str::to_owned), target: target.to_owned(), read_only }
+    ServiceMount {
+        read_only,
+        ..ServiceMount::new(kind, source.map(str::to_owned), target.to_owned())
+    }
 }
 
 /// `(type, source, options)` of the mount at `destination`.
