@@ -3,6 +3,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod graph;
+pub mod logs;
 pub mod runtime;
+pub mod state;
 pub mod suggest;
+pub mod supervisor;

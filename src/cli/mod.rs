@@ -1,13 +1,22 @@
 //! The command line: clap definitions and dispatch. One file per command.
 
 mod config;
+mod down;
+mod images;
+mod logs;
+mod ps;
 mod schema;
+mod up;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, LoadOptions};
+use crate::engine::Engine;
+use crate::image::Store;
+use crate::runtime::youki::Youki;
+use crate::state::Home;
 
 /// Exit status for a project file that is missing or invalid.
 pub const EXIT_INVALID_PROJECT: i32 = 2;
@@ -73,6 +82,19 @@ impl ProjectArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create and start the project's containers, and keep them converged.
+    Up(up::UpArgs),
+    /// Stop and remove the project's containers.
+    Down(down::DownArgs),
+    /// List the project's containers.
+    Ps(ps::PsArgs),
+    /// Print the services' output.
+    Logs(logs::LogsArgs),
+    /// List the images in the store.
+    Images,
+    /// Manage images: load archives, list, remove.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
     /// Validate the project file and print it normalized and interpolated.
     Config(config::ConfigArgs),
     /// Print the JSON Schema of devenv.yaml.
@@ -87,6 +109,12 @@ pub enum Command {
 /// Runs the command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let result = match &cli.command {
+        Command::Up(args) => up::run(&cli.project, args),
+        Command::Down(args) => down::run(&cli.project, args),
+        Command::Ps(args) => ps::run(&cli.project, args),
+        Command::Logs(args) => logs::run(&cli.project, args),
+        Command::Images => images::run(&images::ImageCommand::Ls),
+        Command::Image(cmd) => images::run(cmd),
         Command::Config(args) => config::run(&cli.project, args),
         Command::Schema => schema::run(),
         Command::Completion { shell } => {
@@ -99,6 +127,14 @@ pub fn run(cli: Cli) -> i32 {
         Ok(()) => 0,
         Err(e) => report(&e),
     }
+}
+
+/// The engine on this host: the image store and the embedded runtime under DEVENV_HOME.
+pub(crate) fn engine(home: &Home) -> anyhow::Result<Engine> {
+    let store = Store::open(home.images())?;
+    // The helper that drives libcontainer is this very binary, re-executed.
+    let runtime = Youki::new(home.runtime_state(), PathBuf::from("/proc/self/exe"));
+    Ok(Engine::new(home.clone(), store, Box::new(runtime)))
 }
 
 fn report(e: &anyhow::Error) -> i32 {

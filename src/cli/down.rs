@@ -1,0 +1,71 @@
+//! `devenv down`: stop and remove the project's containers (and its named volumes with `-v`).
+//! Through the supervisor when one runs; from the saved state when none does, so `down` always
+//! works, even after a crash or with a broken project file.
+
+use anyhow::Context;
+
+use super::{engine, ProjectArgs};
+use crate::config::{self, discover};
+use crate::state::{Home, ProjectLock, ProjectState};
+use crate::supervisor::protocol::{self, Request, Response};
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// Also remove the named volumes declared in the project file.
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
+/// The project's name, from the file when it loads, else from `-p` or the directory name: a
+/// project whose file became invalid can still be taken down.
+pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
+    let opts = project.load_options().context("reading the working directory")?;
+    match config::load(&opts) {
+        Ok(p) => Ok(p.name),
+        Err(e) => match &opts.project_name {
+            Some(n) => Ok(n.clone()),
+            None => {
+                let dir = opts.cwd.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let n = discover::normalize_project_name(&dir);
+                if n.is_empty() {
+                    Err(e.into())
+                } else {
+                    Ok(n)
+                }
+            }
+        },
+    }
+}
+
+pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
+    let name = project_name(project)?;
+    let home = Home::from_env();
+    let _lock = ProjectLock::acquire(&home.project(&name), "down", |holder| {
+        eprintln!("waiting for {holder} to finish with project {name}...")
+    })?;
+    match protocol::call(&home.socket(&name), &Request::Down { volumes: args.volumes }, None)? {
+        Some(Response::Ok { .. }) => {}
+        Some(Response::Error { message }) => anyhow::bail!(message),
+        None => {
+            let state_file = home.state_file(&name);
+            let Some(state) = ProjectState::load(&state_file)? else {
+                eprintln!("{name}: nothing to remove");
+                return Ok(());
+            };
+            let order: Vec<String> = state.containers.keys().cloned().collect();
+            let state = std::sync::Mutex::new(state);
+            let errors = engine(&home)?.down(&name, &state, &order, args.volumes);
+            let left = state.into_inner().expect("state");
+            if errors.is_empty() {
+                ProjectState::remove(&state_file)?;
+            } else {
+                left.save(&state_file)?;
+                let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                anyhow::bail!("some of project {name} could not be removed:\n{}", all.join("\n"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(home.run_dir(&name));
+    eprintln!("{name}: stopped and removed");
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `devenv up`: converge the project. A running supervisor gets the request; otherwise one is
+//! started, in this process (foreground, streaming every service's output until Ctrl-C, which
+//! takes the project down) or forked into the background (`-d`), returning once it converged.
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::unistd::{fork, ForkResult};
+
+use super::{engine, ProjectArgs};
+use crate::config;
+use crate::logs::Follower;
+use crate::state::{Home, ProjectLock};
+use crate::supervisor::protocol::{self, ProjectRef, Request, Response};
+use crate::supervisor::{self, Exit, Supervisor};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Run in the background: return once every service is started.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Do not colour the service prefixes.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Start only these services (and what they depend on).
+    pub services: Vec<String>,
+}
+
+pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
+    let opts = project.load_options().context("reading the working directory")?;
+    let p = config::load(&opts)?;
+    for w in &p.warnings {
+        eprintln!("{w}");
+    }
+    let pref = ProjectRef {
+        file: Some(p.file.clone()),
+        project_name: opts.project_name.clone(),
+        project_directory: opts.project_directory.clone(),
+        env_file: opts.env_file.clone(),
+        cwd: opts.cwd.clone(),
+        env: opts.env.clone(),
+        profiles: project.active_profiles(),
+        services: args.services.clone(),
+    };
+    let wanted = supervisor::wanted_services(&p, &pref)?;
+    let home = Home::from_env();
+    let name = p.name.clone();
+    let lock = ProjectLock::acquire(&home.project(&name), "up", |holder| {
+        eprintln!("waiting for {holder} to finish with project {name}...")
+    })?;
+
+    let colour = !args.no_color && std::io::stdout().is_terminal();
+    let services: Vec<(String, std::path::PathBuf)> =
+        wanted.iter().map(|s| (s.clone(), home.log_file(&name, s))).collect();
+    // A supervisor already runs the project: it reconciles.
+    if let Some(resp) = protocol::call(&home.socket(&name), &Request::Reconcile { project: pref.clone() }, None)? {
+        drop(lock);
+        match resp {
+            Response::Ok { message } => eprintln!("{name}: {message}"),
+            Response::Error { message } => bail!(message),
+        }
+        if !args.detach {
+            let mut follower = Follower::from_end(&services, colour);
+            follower.follow(&mut std::io::stdout(), Duration::from_millis(50), &|| false)?;
+        }
+        return Ok(());
+    }
+
+    let sup = Supervisor { home: home.clone(), engine: engine(&home)?, project: pref, foreground: !args.detach };
+    if args.detach {
+        return detach(sup, &home, &name, lock);
+    }
+
+    // Foreground: follow the logs on a thread while the supervisor runs here.
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let stop = stop.clone();
+        let mut f = Follower::from_end(&services, colour);
+        std::thread::spawn(move || f.follow(&mut std::io::stdout(), Duration::from_millis(50), &|| stop.load(Ordering::Relaxed)))
+    };
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let f2 = failed.clone();
+    let n2 = name.clone();
+    let exit = sup.run(Box::new(move |r| {
+        drop(lock);
+        match r {
+            Ok(m) => eprintln!("{n2}: {m}; press Ctrl-C to stop"),
+            Err(m) => *f2.lock().expect("flag") = Some(m),
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.join();
+    if let Some(m) = failed.lock().expect("flag").take() {
+        bail!(m);
+    }
+    if exit == Exit::Down {
+        eprintln!("{name}: stopped and removed");
+    }
+    Ok(())
+}
+
+/// Forks the supervisor into the background and waits for its readiness line.
+fn detach(sup: Supervisor, home: &Home, name: &str, lock: ProjectLock) -> anyhow::Result<()> {
+    let (read, write) = nix::unistd::pipe().context("creating the readiness pipe")?;
+    let log = supervisor::log_path(home, name);
+    std::fs::create_dir_all(home.run_dir(name))?;
+    // SAFETY: this process has not started any thread (the CLI is single-threaded until here),
+    // so the child may do anything after fork.
+    match unsafe { fork() }.context("forking the supervisor")? {
+        ForkResult::Child => {
+            drop(read);
+            drop(lock); // the parent keeps holding it until the child is ready
+            let _ = nix::unistd::setsid();
+            redirect_stdio(&log);
+            let exit = sup.run(supervisor::pipe_ready(write));
+            std::process::exit(if exit == Exit::Failed { 1 } else { 0 })
+        }
+        ForkResult::Parent { child } => {
+            drop(write);
+            let mut line = String::new();
+            BufReader::new(std::fs::File::from(read)).read_line(&mut line)?;
+            drop(lock);
+            match line.trim_end().split_once(' ') {
+                Some(("ok", m)) => {
+                    eprintln!("{name}: {m} (supervisor pid {child})");
+                    Ok(())
+                }
+                Some(("error", m)) => bail!("{m}"),
+                _ => bail!("the supervisor exited before it was ready; see {}", log.display()),
+            }
+        }
+    }
+}
+
+fn redirect_stdio(log: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::File::open("/dev/null");
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log);
+    if let (Ok(null), Ok(out)) = (null, out) {
+        // SAFETY: dup2 on descriptors we own; the child has no other threads yet.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(out.as_raw_fd(), 1);
+            libc::dup2(out.as_raw_fd(), 2);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The reconcile plan: what must change to turn the saved state into the desired project.
+//! Pure: it reads no files and touches nothing, so it is tested without root.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::model::Service;
+use crate::graph::ServiceGraph;
+use crate::state::ProjectState;
+
+/// What to do with one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing: it runs with the wanted config.
+    Keep(String),
+    /// It does not exist yet.
+    Create(String),
+    /// It exists with another config, or has stopped: remove it, then create it.
+    Recreate(String),
+    /// It is no longer in the project: stop and remove it.
+    Remove(String),
+}
+
+/// Hash of a service's effective config: the normalized service and the image digest it runs.
+pub fn config_hash(service: &Service, image_digest: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(service).expect("a service serializes"));
+    h.update(b"\0");
+    h.update(image_digest.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+/// The actions, in order: removals first (stop order), then the wanted services in start order.
+/// `hashes` holds the config hash of every wanted service; `running` says whether a saved
+/// container's process is alive.
+pub fn plan(
+    graph: &ServiceGraph,
+    wanted: &[String],
+    hashes: &BTreeMap<String, String>,
+    state: &ProjectState,
+    running: &dyn Fn(&str) -> bool,
+) -> Vec<Action> {
+    let mut actions: Vec<Action> = state
+        .containers
+        .keys()
+        .filter(|s| !wanted.contains(s))
+        .map(|s| Action::Remove(s.clone()))
+        .collect();
+    // Remove dependents before what they depend on.
+    let stop_order: Vec<String> = graph.stop_layers().into_iter().flatten().collect();
+    actions.sort_by_key(|a| match a {
+        Action::Remove(s) => stop_order.iter().position(|x| x == s).unwrap_or(usize::MAX),
+        _ => 0,
+    });
+    for layer in graph.start_layers() {
+        for name in layer.into_iter().filter(|n| wanted.contains(n)) {
+            let action = match state.containers.get(&name) {
+                None => Action::Create(name),
+                Some(c) if Some(&c.config_hash) == hashes.get(&name) && running(&name) => {
+                    Action::Keep(name)
+                }
+                Some(_) => Action::Recreate(name),
+            };
+            actions.push(action);
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ContainerRecord, ContainerStatus};
+
+    fn record(service: &str, hash: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: format!("p-{service}"),
+            service: service.into(),
+            image: "busybox".into(),
+            image_digest: "sha256:1".into(),
+            config_hash: hash.into(),
+            status: ContainerStatus::Running,
+            pid: Some(1),
+            pid_start: Some(1),
+            started_at: None,
+            network_mode: "none".into(),
+            rootfs_mounted: true,
+            stop_signal: "SIGTERM".into(),
+            stop_grace_ms: 10_000,
+        }
+    }
+
+    fn graph() -> ServiceGraph {
+        ServiceGraph::new([("db", vec![]), ("web", vec!["db"]), ("worker", vec!["db"])]).unwrap()
+    }
+
+    #[test]
+    fn an_up_to_date_project_keeps_everything() {
+        let mut state = ProjectState::default();
+        let mut hashes = BTreeMap::new();
+        for s in ["db", "web", "worker"] {
+            state.containers.insert(s.into(), record(s, "h"));
+            hashes.insert(s.to_string(), "h".to_string());
+        }
+        let wanted: Vec<String> = ["db", "web", "worker"].map(String::from).into();
+        let actions = plan(&graph(), &wanted, &hashes, &state, &|_| true);
+        assert!(actions.iter().all(|a| matches!(a, Action::Keep(_))), "{actions:?}");
+    }
+
+    #[test]
+    fn changed_stopped_new_and_removed_services() {
+        let mut state = ProjectState::default();
+        state.containers.insert("db".into(), record("db", "old"));
+        state.containers.insert("web".into(), record("web", "h"));
+        state.containers.insert("gone".into(), record("gone", "h"));
+        let hashes: BTreeMap<String, String> =
+            [("db", "new"), ("web", "h"), ("worker", "h")].map(|(a, b)| (a.into(), b.into())).into();
+        let wanted: Vec<String> = ["db", "web", "worker"].map(String::from).into();
+        let actions = plan(&graph(), &wanted, &hashes, &state, &|s| s != "web");
+        assert_eq!(
+            actions,
+            vec![
+                Action::Remove("gone".into()),
+                Action::Recreate("db".into()),
+                Action::Recreate("web".into()),
+                Action::Create("worker".into()),
+            ]
+        );
+    }
+}

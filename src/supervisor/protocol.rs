@@ -1,0 +1,76 @@
+//! The supervisor's control protocol: one JSON object per line on a unix socket under
+//! DEVENV_HOME, a request from the client and a response from the supervisor.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LoadOptions;
+
+/// How to load the project, as the client saw it (its directory and environment).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProjectRef {
+    pub file: Option<PathBuf>,
+    pub project_name: Option<String>,
+    pub project_directory: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub cwd: PathBuf,
+    pub env: HashMap<String, String>,
+    pub profiles: Vec<String>,
+    /// Services named on the command line; all active ones when empty.
+    pub services: Vec<String>,
+}
+
+impl ProjectRef {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            file: self.file.clone(),
+            project_name: self.project_name.clone(),
+            project_directory: self.project_directory.clone(),
+            env_file: self.env_file.clone(),
+            cwd: self.cwd.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Converge the project to its file.
+    Reconcile { project: ProjectRef },
+    /// Stop and remove everything, then exit.
+    Down { volumes: bool },
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Response {
+    Ok { message: String },
+    Error { message: String },
+}
+
+/// Sends one request and waits for the response. `Ok(None)` when no supervisor listens.
+pub fn call(socket: &Path, req: &Request, timeout: Option<Duration>) -> std::io::Result<Option<Response>> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    stream.set_read_timeout(timeout)?;
+    let mut line = serde_json::to_string(req).expect("a request serializes");
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply)?;
+    serde_json::from_str(&reply)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply from the supervisor: {e}")))
+}
