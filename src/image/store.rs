@@ -22,6 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use rustix::fs::FlockOperation;
@@ -37,6 +38,8 @@ const LAYER_ROOTFS: &str = "rootfs";
 const LAYER_MARKER: &str = "complete";
 /// Manifests, indexes and configs are read into memory; anything bigger is not one.
 const MAX_JSON_BLOB: u64 = 16 << 20;
+/// Temp files older than this are from a process that died.
+const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 
 /// An image store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -87,6 +90,7 @@ impl Store {
             fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::io("cannot create store directory", &dir, e))?;
         }
+        store.sweep_tmp();
         Ok(store)
     }
 
@@ -98,14 +102,23 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// A fresh name in the store's temp directory (unique per process and call).
+    /// A fresh name in the store's temp directory.
     fn temp_path(&self, prefix: &str) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        self.tmp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()))
+        self.tmp_dir().join(format!("{prefix}-{}", unique_suffix()))
+    }
+
+    /// Removes temp files a crashed process left behind. Only old ones: a younger one may be a
+    /// blob another process is writing right now.
+    fn sweep_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else { return };
+        let Some(cutoff) = SystemTime::now().checked_sub(STALE_TMP) else { return };
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if old {
+                tracing::debug!(path = %entry.path().display(), "removing stale temp file");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Where the blob with this digest is (or would be).
@@ -278,7 +291,11 @@ impl Store {
         let rootfs = dir.join(LAYER_ROOTFS);
         fs::create_dir_all(&rootfs)
             .map_err(|e| ImageError::io("cannot create layer directory", &rootfs, e))?;
-        let wrap = |e| ImageError::Layer { diff_id: diff_id.clone(), source: Box::new(e) };
+        // Entry errors get the layer as context; a blob mismatch already names the blob.
+        let wrap = |e| match e {
+            e @ ImageError::DigestMismatch { .. } => e,
+            e => ImageError::Layer { diff_id: diff_id.clone(), source: Box::new(e) },
+        };
         let stats = unpack(&rootfs).map_err(wrap)?;
         if stats.diff_id != *diff_id {
             return Err(ImageError::DiffIdMismatch {
@@ -497,10 +514,18 @@ fn lock(path: &Path) -> Result<File> {
 /// Writes a file by writing a sibling temp file and renaming it over the target.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!(".tmp-{}", unique_suffix()));
     let tmp = TempFile::create(path.with_file_name(name))?;
     tmp.file()?.write_all(bytes).map_err(|e| ImageError::io("cannot write", &tmp.path, e))?;
     tmp.persist(path)
+}
+
+/// Unique per process and call, and across processes (pid), even after pid reuse (time).
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{n}-{nanos}", std::process::id())
 }
 
 fn copy_into(reader: &mut impl Read, tmp: &TempFile) -> Result<()> {
@@ -535,7 +560,6 @@ impl TempFile {
 
     fn file(&self) -> Result<File> {
         OpenOptions::new()
-            .write(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| ImageError::io("cannot open", &self.path, e))

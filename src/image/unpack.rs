@@ -35,6 +35,7 @@
 //! bits, applied after chown), mtimes (directories last, once their children are written), device
 //! nodes and fifos are kept.
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -110,12 +111,16 @@ pub struct UnpackStats {
 /// documentation for what is refused and how whiteouts are written. On error, `dest` holds a
 /// partial tree that the caller must discard.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
+    unpack_with(reader, dest, OPENAT2_WORKS.load(Ordering::Relaxed))
+}
+
+fn unpack_with(reader: impl Read, dest: &Path, openat2: bool) -> Result<UnpackStats> {
     let io_err = |source| ImageError::io("cannot read layer stream for", dest, source);
     let (compression, decoded) = Compression::decompress(reader).map_err(io_err)?;
     let mut hashing = HashingReader::new(decoded);
     let root = rfs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| ImageError::io("cannot open layer directory", dest, e.into()))?;
-    let mut unpacker = Unpacker::new(root);
+    let mut unpacker = Unpacker::new(root, openat2);
     {
         let mut archive = tar::Archive::new(&mut hashing);
         for entry in archive.entries().map_err(io_err)? {
@@ -143,6 +148,9 @@ struct Meta {
 
 struct Unpacker {
     root: OwnedFd,
+    /// Whether to try `openat2` (false once it failed with ENOSYS/EPERM, or in tests of the
+    /// fallback).
+    openat2: Cell<bool>,
     /// The last parent directory opened, by cleaned path: tar entries come grouped by directory,
     /// so this saves most lookups.
     cache: Option<(Vec<u8>, OwnedFd)>,
@@ -239,9 +247,10 @@ impl Meta {
 }
 
 impl Unpacker {
-    fn new(root: OwnedFd) -> Self {
+    fn new(root: OwnedFd, openat2: bool) -> Self {
         Unpacker {
             root,
+            openat2: Cell::new(openat2),
             cache: None,
             dir_times: Vec::new(),
             buf: vec![0; COPY_BUFFER],
@@ -351,17 +360,18 @@ impl Unpacker {
                 if target == comps {
                     return Ok(());
                 }
-                let tdir = self.open_dir(tparent, false).map_err(|e| {
-                    self.resolve_error(e, &name, "the hard link target's directory")
-                })?;
-                let tstat = rfs::statat(&tdir, os(tlast), AtFlags::SYMLINK_NOFOLLOW);
-                if let Err(e) = tstat {
+                let not_here = |e: Errno| {
                     let target = String::from_utf8_lossy(&raw_target);
-                    return Err(unsafe_entry(
+                    unsafe_entry(
                         &name,
                         format!("hard link target \"{target}\" is not in this layer ({e})"),
-                    ));
-                }
+                    )
+                };
+                let tdir = self.open_dir(tparent, false).map_err(|e| match e {
+                    Errno::NOENT => not_here(e),
+                    e => self.resolve_error(e, &name, "the hard link target's directory"),
+                })?;
+                rfs::statat(&tdir, os(tlast), AtFlags::SYMLINK_NOFOLLOW).map_err(not_here)?;
                 let dir = self.parent(parent, &name)?;
                 remove_at(dir, last).map_err(fail)?;
                 rfs::linkat(&tdir, os(tlast), dir, os(last), AtFlags::empty())
@@ -433,7 +443,7 @@ impl Unpacker {
         if comps.is_empty() {
             return rfs::openat(&self.root, ".", dir_flags(), Mode::empty());
         }
-        if OPENAT2_WORKS.load(Ordering::Relaxed) {
+        if self.openat2.get() {
             let resolve = ResolveFlags::BENEATH
                 | ResolveFlags::NO_SYMLINKS
                 | ResolveFlags::NO_MAGICLINKS
@@ -449,6 +459,7 @@ impl Unpacker {
                             "openat2 unavailable; resolving paths one component at a time"
                         );
                         OPENAT2_WORKS.store(false, Ordering::Relaxed);
+                        self.openat2.set(false);
                         break;
                     }
                     other => return other,
@@ -567,6 +578,59 @@ mod tests {
         assert_eq!(c("./a/./b/").unwrap(), ["a", "b"]);
         assert!(c("./").unwrap().is_empty());
         assert!(c("a/../../b").unwrap_err().to_string().contains(".."));
+    }
+
+    /// The fallback walk (kernels without openat2) refuses the same hostile layers as openat2.
+    #[test]
+    fn hostile_layers_are_refused_with_either_resolver() {
+        if !std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false)
+        {
+            eprintln!("skipping: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        let out = outside.to_str().unwrap();
+        let cases: &[&[(&str, EntryType, &str)]] = &[
+            &[("evil", EntryType::Symlink, out), ("evil/pwned", EntryType::Regular, "")],
+            &[("evil", EntryType::Symlink, out), ("evil/a/b/c", EntryType::Regular, "")],
+            &[("up", EntryType::Symlink, ".."), ("up/pwned", EntryType::Regular, "")],
+            &[("o", EntryType::Symlink, out), ("x", EntryType::Link, "o/secret")],
+            &[("w", EntryType::Symlink, out), ("w/.wh.secret", EntryType::Regular, "")],
+            &[("a/../../pwned", EntryType::Regular, "")],
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, kind, link) in case.iter() {
+                let mut h = tar::Header::new_gnu();
+                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+                h.set_entry_type(*kind);
+                h.set_size(if *kind == EntryType::Regular { 1 } else { 0 });
+                h.set_mode(0o644);
+                h.set_cksum();
+                let data: &[u8] = if *kind == EntryType::Regular { b"x" } else { b"" };
+                b.append(&h, data).unwrap();
+            }
+            let layer = b.into_inner().unwrap();
+            for openat2 in [true, false] {
+                let dest = tmp.path().join(format!("l{i}-{openat2}"));
+                std::fs::create_dir(&dest).unwrap();
+                let err = unpack_with(&layer[..], &dest, openat2).unwrap_err();
+                assert!(
+                    matches!(err, ImageError::UnsafeEntry { .. }),
+                    "case {i} openat2={openat2}: {err}"
+                );
+            }
+        }
+        let names: Vec<_> =
+            std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["secret"]);
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
     }
 
     #[test]
