@@ -18,24 +18,23 @@
 //! and a missing one is simply fetched or unpacked again.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
-use rustix::fs::FlockOperation;
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use super::digest::HashingReader;
-use super::unpack::{unpack_layer, UnpackStats};
 use super::{platform, Digest, ImageError, Reference, Result};
+use files::{copy_into, lock, unique_suffix, write_atomic, TempFile};
+
+mod files;
+mod layers;
 
 const INDEX_FILE: &str = "index.json";
 const INDEX_LOCK: &str = "index.lock";
-const LAYER_ROOTFS: &str = "rootfs";
-const LAYER_MARKER: &str = "complete";
 /// Manifests, indexes and configs are read into memory; anything bigger is not one.
 const MAX_JSON_BLOB: u64 = 16 << 20;
 /// Temp files older than this are from a process that died.
@@ -73,13 +72,6 @@ pub struct ImageSummary {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct IndexFile {
     images: BTreeMap<String, Digest>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LayerMarker {
-    diff_id: Digest,
-    blob: Digest,
-    size: u64,
 }
 
 impl Store {
@@ -187,136 +179,6 @@ impl Store {
         Ok(bytes)
     }
 
-    fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
-        self.root.join("layers").join(diff_id.hex())
-    }
-
-    /// The unpacked tree of a layer (complete or not).
-    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
-        self.layer_dir(diff_id).join(LAYER_ROOTFS)
-    }
-
-    /// Whether the layer is unpacked completely.
-    pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layer_marker(diff_id).is_some()
-    }
-
-    /// Bytes of file content in an unpacked layer.
-    pub(crate) fn layer_size(&self, diff_id: &Digest) -> Option<u64> {
-        self.layer_marker(diff_id).map(|m| m.size)
-    }
-
-    fn layer_marker(&self, diff_id: &Digest) -> Option<LayerMarker> {
-        let bytes = fs::read(self.layer_dir(diff_id).join(LAYER_MARKER)).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    /// Makes sure the layer with this `diff_id` is unpacked, from the stored blob `blob`, and
-    /// returns its directory. The uncompressed content must hash to `diff_id`.
-    pub fn ensure_layer(
-        &self,
-        diff_id: &Digest,
-        blob: &Digest,
-        media_type: &MediaType,
-    ) -> Result<PathBuf> {
-        check_layer_media_type(media_type)?;
-        if self.has_layer(diff_id) {
-            return Ok(self.layer_path(diff_id));
-        }
-        let _lock = self.lock_layer(diff_id)?;
-        if self.has_layer(diff_id) {
-            return Ok(self.layer_path(diff_id));
-        }
-        let file = self.open_blob(blob)?;
-        self.build_layer(diff_id, blob, |rootfs| unpack_layer(BufReader::new(file), rootfs))?;
-        Ok(self.layer_path(diff_id))
-    }
-
-    /// The streaming way in for a layer (what a registry pull uses): the compressed stream is
-    /// written to the blob store and unpacked at the same time, and both are kept only if the
-    /// blob hashes to `blob` and its content to `diff_id`. A layer already unpacked is not
-    /// unpacked again; its blob is still stored if missing.
-    pub fn ingest_layer(
-        &self,
-        blob: &Digest,
-        diff_id: &Digest,
-        media_type: &MediaType,
-        reader: impl Read,
-    ) -> Result<PathBuf> {
-        check_layer_media_type(media_type)?;
-        let _lock = self.lock_layer(diff_id)?;
-        if self.has_layer(diff_id) {
-            self.put_blob(Some(blob), reader)?;
-            return Ok(self.layer_path(diff_id));
-        }
-        let tmp = TempFile::create(self.temp_path("blob"))?;
-        let file = tmp.file()?;
-        let hashing = HashingReader::new(Tee { inner: reader, copy: file, path: &tmp.path });
-        self.build_layer(diff_id, blob, move |rootfs| {
-            let mut hashing = hashing;
-            let stats = unpack_layer(&mut hashing, rootfs)?;
-            // The whole blob must be read (compressed streams can have bytes after their end)
-            // and verified before the layer is marked complete.
-            let (actual, _) = hashing
-                .finish()
-                .map_err(|e| ImageError::io("cannot read layer blob for", rootfs, e))?;
-            if actual != *blob {
-                return Err(ImageError::DigestMismatch {
-                    what: format!("layer blob {blob}"),
-                    expected: blob.clone(),
-                    actual,
-                });
-            }
-            Ok(stats)
-        })?;
-        tmp.persist(&self.blob_path(blob))?;
-        Ok(self.layer_path(diff_id))
-    }
-
-    /// Unpacks into a fresh layer directory (removing an incomplete one), verifies the diff_id and
-    /// writes the marker; on any error the directory is removed. The caller holds the layer lock.
-    fn build_layer(
-        &self,
-        diff_id: &Digest,
-        blob: &Digest,
-        unpack: impl FnOnce(&Path) -> Result<UnpackStats>,
-    ) -> Result<()> {
-        let dir = self.layer_dir(diff_id);
-        if dir.exists() {
-            tracing::debug!(layer = %diff_id, "removing incomplete layer directory");
-            fs::remove_dir_all(&dir)
-                .map_err(|e| ImageError::io("cannot remove incomplete layer", &dir, e))?;
-        }
-        let guard = RemoveOnDrop(Some(dir.clone()));
-        let rootfs = dir.join(LAYER_ROOTFS);
-        fs::create_dir_all(&rootfs)
-            .map_err(|e| ImageError::io("cannot create layer directory", &rootfs, e))?;
-        // Entry errors get the layer as context; a blob mismatch already names the blob.
-        let wrap = |e| match e {
-            e @ ImageError::DigestMismatch { .. } => e,
-            e => ImageError::Layer { diff_id: diff_id.clone(), source: Box::new(e) },
-        };
-        let stats = unpack(&rootfs).map_err(wrap)?;
-        if stats.diff_id != *diff_id {
-            return Err(ImageError::DiffIdMismatch {
-                blob: blob.clone(),
-                expected: diff_id.clone(),
-                actual: stats.diff_id,
-            });
-        }
-        let marker = LayerMarker { diff_id: diff_id.clone(), blob: blob.clone(), size: stats.size };
-        let json =
-            serde_json::to_vec(&marker).map_err(|e| ImageError::invalid("layer marker", e))?;
-        write_atomic(&dir.join(LAYER_MARKER), &json)?;
-        std::mem::forget(guard);
-        tracing::debug!(layer = %diff_id, %blob, size = stats.size, "layer unpacked");
-        Ok(())
-    }
-
-    fn lock_layer(&self, diff_id: &Digest) -> Result<File> {
-        lock(&self.root.join("layers").join(format!("{}.lock", diff_id.hex())))
-    }
-
     /// Reads a manifest blob; for an index (a multi-platform image), follows the host platform's
     /// entry. Returns the image manifest's own digest with it.
     pub fn image_manifest(&self, digest: &Digest) -> Result<(Digest, ImageManifest)> {
@@ -397,7 +259,7 @@ impl Store {
         for (layer, diff_id) in manifest.layers().iter().zip(&diff_ids) {
             let blob = Digest::from_oci(layer.digest())?;
             layers.push(self.ensure_layer(diff_id, &blob, layer.media_type())?);
-            size += self.layer_marker(diff_id).map_or(layer.size(), |m| m.size);
+            size += self.layer_size(diff_id).unwrap_or(layer.size());
         }
         Ok(Some(ImageInfo {
             reference: name.clone(),
@@ -434,7 +296,7 @@ impl Store {
             .layers()
             .iter()
             .zip(&diff_ids)
-            .map(|(layer, diff_id)| self.layer_marker(diff_id).map_or(layer.size(), |m| m.size))
+            .map(|(layer, diff_id)| self.layer_size(diff_id).unwrap_or(layer.size()))
             .sum())
     }
 
@@ -477,135 +339,4 @@ pub(crate) fn diff_ids(config: &ImageConfiguration, config_digest: &Digest) -> R
             })
         })
         .collect()
-}
-
-/// Layers are tar archives, plain, gzip or zstd, in OCI or Docker media types. Anything else (an
-/// attestation, a Helm chart) is not something to unpack into a root filesystem.
-fn check_layer_media_type(media_type: &MediaType) -> Result<()> {
-    match media_type {
-        MediaType::ImageLayer
-        | MediaType::ImageLayerGzip
-        | MediaType::ImageLayerZstd
-        | MediaType::ImageLayerNonDistributable
-        | MediaType::ImageLayerNonDistributableGzip
-        | MediaType::ImageLayerNonDistributableZstd => Ok(()),
-        MediaType::Other(s) if s.starts_with("application/vnd.docker.image.rootfs.") => Ok(()),
-        other => Err(ImageError::UnsupportedMediaType {
-            what: "a layer".into(),
-            media_type: other.to_string(),
-        }),
-    }
-}
-
-/// Opens (creating) a lock file and takes an exclusive flock on it; dropping the file unlocks.
-fn lock(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| ImageError::io("cannot open lock file", path, e))?;
-    rustix::fs::flock(&file, FlockOperation::LockExclusive)
-        .map_err(|e| ImageError::io("cannot lock", path, e.into()))?;
-    Ok(file)
-}
-
-/// Writes a file by writing a sibling temp file and renaming it over the target.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", unique_suffix()));
-    let tmp = TempFile::create(path.with_file_name(name))?;
-    tmp.file()?.write_all(bytes).map_err(|e| ImageError::io("cannot write", &tmp.path, e))?;
-    tmp.persist(path)
-}
-
-/// Unique per process and call, and across processes (pid), even after pid reuse (time).
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{n}-{nanos}", std::process::id())
-}
-
-fn copy_into(reader: &mut impl Read, tmp: &TempFile) -> Result<()> {
-    let mut file = tmp.file()?;
-    let mut buf = vec![0; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ImageError::io("cannot read blob content for", &tmp.path, e)),
-        };
-        file.write_all(&buf[..n]).map_err(|e| ImageError::io("cannot write", &tmp.path, e))?;
-    }
-}
-
-/// A temp file removed on drop unless persisted (renamed into place).
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn create(path: PathBuf) -> Result<TempFile> {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| ImageError::io("cannot create", &path, e))?;
-        Ok(TempFile { path, persisted: false })
-    }
-
-    fn file(&self) -> Result<File> {
-        OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| ImageError::io("cannot open", &self.path, e))
-    }
-
-    fn persist(mut self, to: &Path) -> Result<()> {
-        fs::rename(&self.path, to).map_err(|e| ImageError::io("cannot move blob into", to, e))?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Removes a directory tree on drop (a layer that failed half-way).
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove failed layer");
-            }
-        }
-    }
-}
-
-/// Copies everything read through it into a file (the blob being stored while it is unpacked).
-struct Tee<'a, R> {
-    inner: R,
-    copy: File,
-    path: &'a Path,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n]).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot write {}: {e}", self.path.display()))
-        })?;
-        Ok(n)
-    }
 }

@@ -35,24 +35,22 @@
 //! bits, applied after chown), mtimes (directories last, once their children are written), device
 //! nodes and fifos are kept.
 
-use std::cell::Cell;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{
-    self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid,
-    XattrFlags,
-};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
 use super::digest::HashingReader;
 use super::{Digest, ImageError, Result};
+use beneath::{dir_flags, os, remove_at, Beneath, OPENAT2_WORKS};
+use meta::{set_owner_time_at, timestamps, Meta};
+
+mod beneath;
+mod meta;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -111,7 +109,7 @@ pub struct UnpackStats {
 /// documentation for what is refused and how whiteouts are written. On error, `dest` holds a
 /// partial tree that the caller must discard.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
-    unpack_with(reader, dest, OPENAT2_WORKS.load(Ordering::Relaxed))
+    unpack_with(reader, dest, OPENAT2_WORKS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 fn unpack_with(reader: impl Read, dest: &Path, openat2: bool) -> Result<UnpackStats> {
@@ -134,23 +132,8 @@ fn unpack_with(reader: impl Read, dest: &Path, openat2: bool) -> Result<UnpackSt
     Ok(UnpackStats { diff_id, compression, size: unpacker.size, entries: unpacker.entries })
 }
 
-/// Set to false once `openat2` turns out to be unavailable, so the fallback walk is used directly.
-static OPENAT2_WORKS: AtomicBool = AtomicBool::new(true);
-
-/// Owner, mode, time and extended attributes of an entry, PAX records applied.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
 struct Unpacker {
-    root: OwnedFd,
-    /// Whether to try `openat2` (false once it failed with ENOSYS/EPERM, or in tests of the
-    /// fallback).
-    openat2: Cell<bool>,
+    root: Beneath,
     /// The last parent directory opened, by cleaned path: tar entries come grouped by directory,
     /// so this saves most lookups.
     cache: Option<(Vec<u8>, OwnedFd)>,
@@ -179,78 +162,10 @@ fn clean(raw: &[u8], entry: &str) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn os(b: &[u8]) -> &OsStr {
-    OsStr::from_bytes(b)
-}
-
-fn timestamps(mtime: i64) -> Timestamps {
-    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-    Timestamps { last_access: t, last_modification: t }
-}
-
-impl Meta {
-    fn read<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta> {
-        let h = entry.header();
-        let bad = |what: &str, e: io::Error| unsafe_entry(name, format!("bad {what} field: {e}"));
-        let mut meta = Meta {
-            uid: h.uid().map_err(|e| bad("uid", e))? as u32,
-            gid: h.gid().map_err(|e| bad("gid", e))? as u32,
-            mode: h.mode().map_err(|e| bad("mode", e))? & 0o7777,
-            mtime: h.mtime().map_err(|e| bad("mtime", e))? as i64,
-            xattrs: Vec::new(),
-        };
-        let Some(pax) = entry.pax_extensions().map_err(|e| bad("PAX", e))? else {
-            return Ok(meta);
-        };
-        for ext in pax {
-            let ext = ext.map_err(|e| bad("PAX", e))?;
-            let Ok(key) = ext.key() else { continue };
-            let value = ext.value_bytes();
-            let number =
-                || std::str::from_utf8(value).ok().and_then(|v| v.split('.').next()?.parse().ok());
-            match key {
-                "uid" => meta.uid = number().unwrap_or(meta.uid as i64) as u32,
-                "gid" => meta.gid = number().unwrap_or(meta.gid as i64) as u32,
-                "mtime" => meta.mtime = number().unwrap_or(meta.mtime),
-                _ => {
-                    if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
-                        if attr.starts_with("user.") || attr == "security.capability" {
-                            meta.xattrs.push((attr.to_string(), value.to_vec()));
-                        } else {
-                            tracing::debug!(entry = name, attr, "dropping extended attribute");
-                        }
-                    }
-                }
-            }
-        }
-        Ok(meta)
-    }
-
-    /// chown, then chmod (chown clears setuid bits), then xattrs, on an open file or directory.
-    fn apply(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        rfs::fchown(
-            fd,
-            Some(Uid::from_raw_unchecked(self.uid)),
-            Some(Gid::from_raw_unchecked(self.gid)),
-        )?;
-        rfs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
-        for (name, value) in &self.xattrs {
-            match rfs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty()) {
-                Ok(()) => {}
-                // A filesystem without xattrs loses them, as with `tar --xattrs` on such a disk.
-                Err(Errno::NOTSUP) => tracing::debug!(name, "filesystem does not support xattr"),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Unpacker {
     fn new(root: OwnedFd, openat2: bool) -> Self {
         Unpacker {
-            root,
-            openat2: Cell::new(openat2),
+            root: Beneath::new(root, openat2),
             cache: None,
             dir_times: Vec::new(),
             buf: vec![0; COPY_BUFFER],
@@ -367,7 +282,7 @@ impl Unpacker {
                         format!("hard link target \"{target}\" is not in this layer ({e})"),
                     )
                 };
-                let tdir = self.open_dir(tparent, false).map_err(|e| match e {
+                let tdir = self.root.open_dir(tparent, false).map_err(|e| match e {
                     Errno::NOENT => not_here(e),
                     e => self.resolve_error(e, &name, "the hard link target's directory"),
                 })?;
@@ -412,12 +327,13 @@ impl Unpacker {
     /// The directory that holds an entry, created if missing, never through a symlink.
     fn parent(&mut self, comps: &[Vec<u8>], entry: &str) -> Result<BorrowedFd<'_>> {
         if comps.is_empty() {
-            return Ok(self.root.as_fd());
+            return Ok(self.root.fd());
         }
         let joined = comps.join(&b'/');
         let cached = matches!(&self.cache, Some((p, _)) if *p == joined);
         if !cached {
             let fd = self
+                .root
                 .open_dir(comps, true)
                 .map_err(|e| self.resolve_error(e, entry, "its directory"))?;
             self.cache = Some((joined, fd));
@@ -437,38 +353,6 @@ impl Unpacker {
         }
     }
 
-    /// Opens the directory `comps` under the root without following any symlink, with `openat2`
-    /// where the kernel has it; creates missing components when `create`.
-    fn open_dir(&self, comps: &[Vec<u8>], create: bool) -> rustix::io::Result<OwnedFd> {
-        if comps.is_empty() {
-            return rfs::openat(&self.root, ".", dir_flags(), Mode::empty());
-        }
-        if self.openat2.get() {
-            let resolve = ResolveFlags::BENEATH
-                | ResolveFlags::NO_SYMLINKS
-                | ResolveFlags::NO_MAGICLINKS
-                | ResolveFlags::NO_XDEV;
-            let path = comps.join(&b'/');
-            for _ in 0..16 {
-                match rfs::openat2(&self.root, os(&path), dir_flags(), Mode::empty(), resolve) {
-                    // EAGAIN: a concurrent rename somewhere on the system; the kernel asks to retry.
-                    Err(Errno::AGAIN) => continue,
-                    Err(Errno::NOENT) if create => break,
-                    Err(Errno::NOSYS | Errno::PERM) => {
-                        tracing::debug!(
-                            "openat2 unavailable; resolving paths one component at a time"
-                        );
-                        OPENAT2_WORKS.store(false, Ordering::Relaxed);
-                        self.openat2.set(false);
-                        break;
-                    }
-                    other => return other,
-                }
-            }
-        }
-        walk(self.root.as_fd(), comps, create)
-    }
-
     /// Sets the deferred directory mtimes, deepest first so a child's update does not touch its
     /// parent after the parent was set. A directory replaced later in the archive is skipped.
     fn finish(&mut self) {
@@ -476,7 +360,7 @@ impl Unpacker {
         let dirs = std::mem::take(&mut self.dir_times);
         for (path, mtime) in dirs.iter().rev() {
             let comps: Vec<Vec<u8>> = path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
-            match self.open_dir(&comps, false) {
+            match self.root.open_dir(&comps, false) {
                 Ok(fd) => {
                     if let Err(e) = rfs::futimens(&fd, &timestamps(*mtime)) {
                         tracing::debug!(dir = %String::from_utf8_lossy(path), %e, "cannot set mtime");
@@ -488,65 +372,6 @@ impl Unpacker {
             }
         }
     }
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
-/// The fallback resolution: one component at a time, `O_NOFOLLOW | O_DIRECTORY` at each step, so
-/// a symlink anywhere on the way fails with ELOOP (or ENOTDIR) instead of being followed.
-fn walk(root: BorrowedFd<'_>, comps: &[Vec<u8>], create: bool) -> rustix::io::Result<OwnedFd> {
-    let mut cur = rfs::openat(root, ".", dir_flags(), Mode::empty())?;
-    for c in comps {
-        let next = match rfs::openat(&cur, os(c), dir_flags(), Mode::empty()) {
-            Err(Errno::NOENT) if create => {
-                match rfs::mkdirat(&cur, os(c), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(e),
-                }
-                rfs::openat(&cur, os(c), dir_flags(), Mode::empty())?
-            }
-            other => other?,
-        };
-        cur = next;
-    }
-    Ok(cur)
-}
-
-/// Removes whatever is at `name` in `dir` (a directory with all its content), without following
-/// symlinks; nothing there is fine.
-fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    match rfs::unlinkat(dir, os(name), AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(Errno::ISDIR) => {
-            let sub = rfs::openat(dir, os(name), dir_flags(), Mode::empty())?;
-            let entries: Vec<Vec<u8>> = rfs::Dir::read_from(&sub)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_bytes().to_vec())
-                .filter(|n| n != b"." && n != b"..")
-                .collect();
-            for child in entries {
-                remove_at(sub.as_fd(), &child)?;
-            }
-            rfs::unlinkat(dir, os(name), AtFlags::REMOVEDIR)?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Owner and mtime of something that must not be opened (a symlink, a device node).
-fn set_owner_time_at(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()> {
-    rfs::chownat(
-        dir,
-        os(name),
-        Some(Uid::from_raw_unchecked(meta.uid)),
-        Some(Gid::from_raw_unchecked(meta.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    rfs::utimensat(dir, os(name), &timestamps(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
 }
 
 fn copy(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<u64> {
@@ -564,80 +389,4 @@ fn copy(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<u64> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_paths() {
-        let c = |s: &str| {
-            clean(s.as_bytes(), s).map(|v| {
-                v.iter().map(|c| String::from_utf8(c.clone()).unwrap()).collect::<Vec<_>>()
-            })
-        };
-        assert_eq!(c("/etc//passwd").unwrap(), ["etc", "passwd"]);
-        assert_eq!(c("./a/./b/").unwrap(), ["a", "b"]);
-        assert!(c("./").unwrap().is_empty());
-        assert!(c("a/../../b").unwrap_err().to_string().contains(".."));
-    }
-
-    /// The fallback walk (kernels without openat2) refuses the same hostile layers as openat2.
-    #[test]
-    fn hostile_layers_are_refused_with_either_resolver() {
-        if !std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false)
-        {
-            eprintln!("skipping: needs root");
-            return;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        std::fs::write(outside.join("secret"), b"secret").unwrap();
-        let out = outside.to_str().unwrap();
-        let cases: &[&[(&str, EntryType, &str)]] = &[
-            &[("evil", EntryType::Symlink, out), ("evil/pwned", EntryType::Regular, "")],
-            &[("evil", EntryType::Symlink, out), ("evil/a/b/c", EntryType::Regular, "")],
-            &[("up", EntryType::Symlink, ".."), ("up/pwned", EntryType::Regular, "")],
-            &[("o", EntryType::Symlink, out), ("x", EntryType::Link, "o/secret")],
-            &[("w", EntryType::Symlink, out), ("w/.wh.secret", EntryType::Regular, "")],
-            &[("a/../../pwned", EntryType::Regular, "")],
-        ];
-        for (i, case) in cases.iter().enumerate() {
-            let mut b = tar::Builder::new(Vec::new());
-            for (name, kind, link) in case.iter() {
-                let mut h = tar::Header::new_gnu();
-                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-                h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-                h.set_entry_type(*kind);
-                h.set_size(if *kind == EntryType::Regular { 1 } else { 0 });
-                h.set_mode(0o644);
-                h.set_cksum();
-                let data: &[u8] = if *kind == EntryType::Regular { b"x" } else { b"" };
-                b.append(&h, data).unwrap();
-            }
-            let layer = b.into_inner().unwrap();
-            for openat2 in [true, false] {
-                let dest = tmp.path().join(format!("l{i}-{openat2}"));
-                std::fs::create_dir(&dest).unwrap();
-                let err = unpack_with(&layer[..], &dest, openat2).unwrap_err();
-                assert!(
-                    matches!(err, ImageError::UnsafeEntry { .. }),
-                    "case {i} openat2={openat2}: {err}"
-                );
-            }
-        }
-        let names: Vec<_> =
-            std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["secret"]);
-        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
-    }
-
-    #[test]
-    fn sniffing() {
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
-        assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
-        assert_eq!(Compression::sniff(b"etc/"), Compression::None);
-        assert_eq!(Compression::sniff(b""), Compression::None);
-    }
-}
+mod tests;
