@@ -393,6 +393,8 @@ fn oci_layout_directory_loads_and_resolves() {
     assert_eq!(store.resolve(&pinned).unwrap().unwrap().manifest_digest, img.digest());
     assert!(store.resolve(&r("example.com/team/app:2.0")).unwrap().is_none());
     assert!(files_in(&tmp.path().join("store/tmp")).is_empty(), "no temp files left");
+    let layers_mode = fs::metadata(tmp.path().join("store/layers")).unwrap().mode() & 0o777;
+    assert_eq!(layers_mode, 0o700, "setuid binaries in layers are out of other users' reach");
 }
 
 #[test]

@@ -126,10 +126,14 @@ fn load_oci(
     if tag.is_some() && chosen.len() > 1 {
         return Err(ImageError::AmbiguousTag { path: path.into(), count: chosen.len() });
     }
+    // Every image must have a name before any is imported.
+    let chosen = chosen
+        .into_iter()
+        .map(|(d, given, detail)| Ok((d, names_for(tag, given, path, detail)?)))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut loaded = Vec::new();
-    for (descriptor, given, detail) in chosen {
-        let names = names_for(tag, given, path, detail)?;
+    for (descriptor, names) in chosen {
         let mut digest = Digest::from_oci(descriptor.digest())?;
         if platform::is_index(descriptor.media_type()) {
             source.blob(store, &blob_name(&digest), Some(&digest))?;
@@ -183,16 +187,22 @@ fn load_docker(
     if tag.is_some() && entries.len() > 1 {
         return Err(ImageError::AmbiguousTag { path: path.into(), count: entries.len() });
     }
+    // Every image must have a name before any is imported.
+    let named = entries
+        .into_iter()
+        .map(|entry| {
+            let given = entry
+                .repo_tags
+                .iter()
+                .flatten()
+                .filter(|t| t.as_str() != "<none>:<none>")
+                .map(|t| Reference::parse(t))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((names_for(tag, given, path, " (it has no RepoTags)".into())?, entry))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut loaded = Vec::new();
-    for entry in entries {
-        let given = entry
-            .repo_tags
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| t.as_str() != "<none>:<none>")
-            .map(|t| Reference::parse(t))
-            .collect::<Result<Vec<_>>>()?;
-        let names = names_for(tag, given, path, " (it has no RepoTags)".into())?;
+    for (names, entry) in named {
         let config_digest = source.blob(store, &entry.config, None)?;
         let config = store.image_config(&config_digest)?;
         let diff_ids = diff_ids(&config, &config_digest)?;

@@ -77,8 +77,8 @@ pub enum ImageError {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 
-    #[error("blob {digest} ({what}) is not in the store")]
-    MissingBlob { digest: Digest, what: String },
+    #[error("blob {digest} is not in the store; load or pull the image again")]
+    MissingBlob { digest: Digest },
 
     #[error("unsupported media type \"{media_type}\" for {what}")]
     UnsupportedMediaType { what: String, media_type: String },

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -82,6 +83,11 @@ impl Store {
             fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::io("cannot create store directory", &dir, e))?;
         }
+        // Unpacked layers hold images' setuid binaries and device nodes: only root may reach
+        // them (Docker keeps its overlay2 directory 0700 for the same reason).
+        let layers = store.root.join("layers");
+        fs::set_permissions(&layers, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ImageError::io("cannot restrict permissions of", &layers, e))?;
         store.sweep_tmp();
         Ok(store)
     }
@@ -155,9 +161,7 @@ impl Store {
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => {
-                ImageError::MissingBlob { digest: digest.clone(), what: "blob".into() }
-            }
+            io::ErrorKind::NotFound => ImageError::MissingBlob { digest: digest.clone() },
             _ => ImageError::io("cannot open blob", path, e),
         })
     }
@@ -276,7 +280,13 @@ impl Store {
         let index = self.read_index()?;
         let mut out = Vec::with_capacity(index.images.len());
         for (name, digest) in index.images {
-            let name = Reference::parse(&name)?;
+            let name = match Reference::parse(&name) {
+                Ok(name) => name,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a name in the image index");
+                    continue;
+                }
+            };
             let size = self.image_size(&digest).unwrap_or_else(|e| {
                 tracing::warn!(%name, error = %e, "cannot read image");
                 0

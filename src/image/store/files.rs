@@ -95,7 +95,18 @@ impl Drop for TempFile {
 }
 
 /// Removes a directory tree on drop (a layer that failed half-way).
-pub(super) struct RemoveOnDrop(pub(super) Option<PathBuf>);
+pub(super) struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        RemoveOnDrop(Some(dir))
+    }
+
+    /// The directory is complete: keep it.
+    pub(super) fn keep(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -127,7 +127,7 @@ impl Store {
             fs::remove_dir_all(&dir)
                 .map_err(|e| ImageError::io("cannot remove incomplete layer", &dir, e))?;
         }
-        let guard = RemoveOnDrop(Some(dir.clone()));
+        let guard = RemoveOnDrop::new(dir.clone());
         let rootfs = dir.join(LAYER_ROOTFS);
         fs::create_dir_all(&rootfs)
             .map_err(|e| ImageError::io("cannot create layer directory", &rootfs, e))?;
@@ -148,7 +148,7 @@ impl Store {
         let json =
             serde_json::to_vec(&marker).map_err(|e| ImageError::invalid("layer marker", e))?;
         write_atomic(&dir.join(LAYER_MARKER), &json)?;
-        std::mem::forget(guard);
+        guard.keep();
         tracing::debug!(layer = %diff_id, %blob, size = stats.size, "layer unpacked");
         Ok(())
     }
