@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod graph;
+pub mod image;
 pub mod logs;
 pub mod runtime;
 pub mod state;

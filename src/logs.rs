@@ -59,14 +59,19 @@ impl Follower {
     /// `files`: service, path, offset to start from.
     pub fn new(files: Vec<(String, PathBuf, u64)>, colour: bool) -> Follower {
         let prefixer = Prefixer::new(files.iter().map(|(s, ..)| s.as_str()), colour);
-        Follower { files: files.into_iter().map(|(s, p, o)| (s, p, o, String::new())).collect(), prefixer }
+        Follower {
+            files: files.into_iter().map(|(s, p, o)| (s, p, o, String::new())).collect(),
+            prefixer,
+        }
     }
 
     /// Starts every file at its current end.
     pub fn from_end(services: &[(String, PathBuf)], colour: bool) -> Follower {
         let files = services
             .iter()
-            .map(|(s, p)| (s.clone(), p.clone(), std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)))
+            .map(|(s, p)| {
+                (s.clone(), p.clone(), std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            })
             .collect();
         Follower::new(files, colour)
     }
@@ -105,7 +110,12 @@ impl Follower {
     }
 
     /// Follows until `stop` says so, polling every `interval`.
-    pub fn follow(&mut self, out: &mut dyn Write, interval: Duration, stop: &dyn Fn() -> bool) -> std::io::Result<()> {
+    pub fn follow(
+        &mut self,
+        out: &mut dyn Write,
+        interval: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<()> {
         while !stop() {
             if !self.poll(out)? {
                 std::thread::sleep(interval);
@@ -139,7 +149,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
         std::fs::write(&a, "old\n").unwrap();
-        let mut f = Follower::from_end(&[("web".into(), a.clone()), ("db".into(), b.clone())], false);
+        let mut f =
+            Follower::from_end(&[("web".into(), a.clone()), ("db".into(), b.clone())], false);
         std::fs::write(&b, "one\ntw").unwrap();
         let mut out = Vec::new();
         f.poll(&mut out).unwrap();

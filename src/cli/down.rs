@@ -25,7 +25,11 @@ pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
         Err(e) => match &opts.project_name {
             Some(n) => Ok(n.clone()),
             None => {
-                let dir = opts.cwd.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let dir = opts
+                    .cwd
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let n = discover::normalize_project_name(&dir);
                 if n.is_empty() {
                     Err(e.into())

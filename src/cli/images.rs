@@ -29,7 +29,8 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Load { path, tag } => {
             let tag = tag.as_deref().map(Reference::parse).transpose()?;
             for img in load::load(&store, path, tag.as_ref())? {
-                println!("loaded {} ({})", img.reference.familiar(), img.manifest_digest);
+                let names: Vec<String> = img.names.iter().map(Reference::familiar).collect();
+                println!("loaded {} ({})", names.join(", "), img.manifest_digest);
             }
         }
         ImageCommand::Ls => list(&store)?,

@@ -76,10 +76,18 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| {
             let pid = r.pid.map_or("-".into(), |p| p.to_string());
-            [r.service.clone(), r.image.clone(), r.state.clone(), pid, r.ip.clone(), r.ports.clone()]
+            [
+                r.service.clone(),
+                r.image.clone(),
+                r.state.clone(),
+                pid,
+                r.ip.clone(),
+                r.ports.clone(),
+            ]
         })
         .collect();
-    let width = |i: usize| table.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0);
+    let width =
+        |i: usize| table.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0);
     let widths: Vec<usize> = (0..6).map(width).collect();
     let line = |cells: [&str; 6]| {
         let mut s = String::new();

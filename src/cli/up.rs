@@ -56,7 +56,9 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     let services: Vec<(String, std::path::PathBuf)> =
         wanted.iter().map(|s| (s.clone(), home.log_file(&name, s))).collect();
     // A supervisor already runs the project: it reconciles.
-    if let Some(resp) = protocol::call(&home.socket(&name), &Request::Reconcile { project: pref.clone() }, None)? {
+    if let Some(resp) =
+        protocol::call(&home.socket(&name), &Request::Reconcile { project: Box::new(pref.clone()) }, None)?
+    {
         drop(lock);
         match resp {
             Response::Ok { message } => eprintln!("{name}: {message}"),
@@ -69,7 +71,12 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let sup = Supervisor { home: home.clone(), engine: engine(&home)?, project: pref, foreground: !args.detach };
+    let sup = Supervisor {
+        home: home.clone(),
+        engine: engine(&home)?,
+        project: pref,
+        foreground: !args.detach,
+    };
     if args.detach {
         return detach(sup, &home, &name, lock);
     }
@@ -79,7 +86,11 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     let follower = {
         let stop = stop.clone();
         let mut f = Follower::from_end(&services, colour);
-        std::thread::spawn(move || f.follow(&mut std::io::stdout(), Duration::from_millis(50), &|| stop.load(Ordering::Relaxed)))
+        std::thread::spawn(move || {
+            f.follow(&mut std::io::stdout(), Duration::from_millis(50), &|| {
+                stop.load(Ordering::Relaxed)
+            })
+        })
     };
     let failed = Arc::new(std::sync::Mutex::new(None));
     let f2 = failed.clone();

@@ -106,7 +106,8 @@ impl Engine {
         rec.rootfs_mounted = true;
         record(rec)?;
 
-        let volumes_root = |name: &str| volume_dir(&self.home, &req.project.name, name, &req.project.model);
+        let volumes_root =
+            |name: &str| volume_dir(&self.home, &req.project.name, name, &req.project.model);
         prepare_mounts(service, svc, &root, &volumes_root)?;
         let (hosts, resolv) = (dir.join("hosts"), dir.join("resolv.conf"));
         let hostname = svc.hostname.clone().unwrap_or_else(|| service.to_owned());
@@ -117,7 +118,8 @@ impl Engine {
         std::fs::write(&hosts, hosts_text).map_err(io("cannot write", &hosts))?;
         let resolv_text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, resolv_text).map_err(io("cannot write", &resolv))?;
-        let init_bin = init::init_binary(&self.home.bin()).map_err(io("cannot write the init binary to", &self.home.bin()))?;
+        let init_bin = init::init_binary(&self.home.bin())
+            .map_err(io("cannot write the init binary to", &self.home.bin()))?;
         let image_config = req.image.config.config().clone().unwrap_or_default();
         let volume_dirs = |name: &str| volumes_root(name);
         let spec = build_spec(&SpecInput {
@@ -141,7 +143,9 @@ impl Engine {
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
         }
-        let open_log = || OpenOptions::new().create(true).append(true).open(&log).map_err(io("cannot open", &log));
+        let open_log = || {
+            OpenOptions::new().create(true).append(true).open(&log).map_err(io("cannot open", &log))
+        };
         let stdio = Stdio { stdin: None, stdout: open_log()?.into(), stderr: open_log()?.into() };
         let rt = |source| EngineError::Runtime { service: service.into(), source };
         let pid = self.runtime.create(&rec.id, &dir, stdio).map_err(rt)?;

@@ -114,8 +114,9 @@ mod tests {
         state.containers.insert("db".into(), record("db", "old"));
         state.containers.insert("web".into(), record("web", "h"));
         state.containers.insert("gone".into(), record("gone", "h"));
-        let hashes: BTreeMap<String, String> =
-            [("db", "new"), ("web", "h"), ("worker", "h")].map(|(a, b)| (a.into(), b.into())).into();
+        let hashes: BTreeMap<String, String> = [("db", "new"), ("web", "h"), ("worker", "h")]
+            .map(|(a, b)| (a.into(), b.into()))
+            .into();
         let wanted: Vec<String> = ["db", "web", "worker"].map(String::from).into();
         let actions = plan(&graph(), &wanted, &hashes, &state, &|s| s != "web");
         assert_eq!(

@@ -35,14 +35,20 @@ impl Engine {
         state_file: &Path,
     ) -> Result<Outcome, EngineError> {
         for name in wanted {
-            if let Some(u) = project.unsupported.iter().find(|u| u.service.as_deref() == Some(name)) {
+            if let Some(u) = project.unsupported.iter().find(|u| u.service.as_deref() == Some(name))
+            {
                 return Err(EngineError::Refused { service: name.clone(), message: u.message() });
             }
         }
         let images = self.resolve_images(project, wanted)?;
         let hashes: BTreeMap<String, String> = wanted
             .iter()
-            .map(|n| (n.clone(), config_hash(&project.model.services[n], &images[n].manifest_digest.to_string())))
+            .map(|n| {
+                (
+                    n.clone(),
+                    config_hash(&project.model.services[n], &images[n].manifest_digest.to_string()),
+                )
+            })
             .collect();
         let actions = {
             let st = state.lock().expect("state lock");
@@ -50,7 +56,8 @@ impl Engine {
             plan(&project.graph, wanted, &hashes, &st, &running)
         };
         let save = |st: &ProjectState| {
-            st.save(state_file).map_err(|source: StateError| EngineError::State { service: String::new(), source })
+            st.save(state_file)
+                .map_err(|source: StateError| EngineError::State { service: String::new(), source })
         };
 
         let mut outcome = Outcome::default();
@@ -78,30 +85,33 @@ impl Engine {
                     .iter()
                     .filter(|a| matches!(a, Action::Create(s) | Action::Recreate(s) if layer.contains(s)))
                     .collect();
-                let results: Vec<(String, Result<ContainerRecord, EngineError>)> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = todo
-                        .iter()
-                        .map(|a| {
-                            let (Action::Create(s) | Action::Recreate(s)) = a else { unreachable!() };
-                            let req = CreateRequest {
-                                project,
-                                service: s,
-                                image: &images[s.as_str()],
-                                config_hash: hashes[s.as_str()].clone(),
-                                join_pid: join_pid(project, s, state),
-                            };
-                            scope.spawn(move || {
-                                let mut record = |rec: &ContainerRecord| {
-                                    let mut st = state.lock().expect("state lock");
-                                    st.containers.insert(rec.service.clone(), rec.clone());
-                                    save(&st)
+                let results: Vec<(String, Result<ContainerRecord, EngineError>)> =
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = todo
+                            .iter()
+                            .map(|a| {
+                                let (Action::Create(s) | Action::Recreate(s)) = a else {
+                                    unreachable!()
                                 };
-                                (s.clone(), self.create(&req, &mut record))
+                                let req = CreateRequest {
+                                    project,
+                                    service: s,
+                                    image: &images[s.as_str()],
+                                    config_hash: hashes[s.as_str()].clone(),
+                                    join_pid: join_pid(project, s, state),
+                                };
+                                scope.spawn(move || {
+                                    let mut record = |rec: &ContainerRecord| {
+                                        let mut st = state.lock().expect("state lock");
+                                        st.containers.insert(rec.service.clone(), rec.clone());
+                                        save(&st)
+                                    };
+                                    (s.clone(), self.create(&req, &mut record))
+                                })
                             })
-                        })
-                        .collect();
-                    handles.into_iter().map(|h| h.join().expect("create thread")).collect()
-                });
+                            .collect();
+                        handles.into_iter().map(|h| h.join().expect("create thread")).collect()
+                    });
                 let mut first_error = None;
                 for (s, r) in results {
                     match r {
@@ -146,7 +156,11 @@ impl Engine {
 
     /// Every wanted service's image, from the store; an error before anything is created if one
     /// is missing.
-    pub fn resolve_images(&self, project: &Project, wanted: &[String]) -> Result<BTreeMap<String, ImageInfo>, EngineError> {
+    pub fn resolve_images(
+        &self,
+        project: &Project,
+        wanted: &[String],
+    ) -> Result<BTreeMap<String, ImageInfo>, EngineError> {
         let mut out = BTreeMap::new();
         for name in wanted {
             let svc = &project.model.services[name];
@@ -172,9 +186,16 @@ impl Engine {
 
     /// Stops and removes every container of the project, in reverse dependency order, and the
     /// named volumes too when asked. Best-effort: all errors are returned, none stops the rest.
-    pub fn down(&self, project_name: &str, state: &Mutex<ProjectState>, stop_order: &[String], volumes: bool) -> Vec<EngineError> {
+    pub fn down(
+        &self,
+        project_name: &str,
+        state: &Mutex<ProjectState>,
+        stop_order: &[String],
+        volumes: bool,
+    ) -> Vec<EngineError> {
         let mut errors = Vec::new();
-        let mut names: Vec<String> = state.lock().expect("state lock").containers.keys().cloned().collect();
+        let mut names: Vec<String> =
+            state.lock().expect("state lock").containers.keys().cloned().collect();
         names.sort_by_key(|n| stop_order.iter().position(|x| x == n).unwrap_or(0));
         for name in names {
             let rec = state.lock().expect("state lock").containers.get(&name).cloned();
@@ -189,7 +210,12 @@ impl Engine {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().starts_with(&prefix) {
                         if let Err(source) = std::fs::remove_dir_all(e.path()) {
-                            errors.push(EngineError::Io { service: String::new(), what: "cannot remove volume", path: e.path(), source });
+                            errors.push(EngineError::Io {
+                                service: String::new(),
+                                what: "cannot remove volume",
+                                path: e.path(),
+                                source,
+                            });
                         }
                     }
                 }
@@ -201,7 +227,9 @@ impl Engine {
 
 fn join_pid(project: &Project, service: &str, state: &Mutex<ProjectState>) -> Option<i32> {
     match &project.model.services[service].network_mode {
-        Some(NetworkMode::Service(other)) => state.lock().expect("state lock").containers.get(other).and_then(|r| r.pid),
+        Some(NetworkMode::Service(other)) => {
+            state.lock().expect("state lock").containers.get(other).and_then(|r| r.pid)
+        }
         _ => None,
     }
 }

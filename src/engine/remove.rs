@@ -48,7 +48,12 @@ impl Engine {
         }
         if dir.exists() {
             if let Err(source) = std::fs::remove_dir_all(&dir) {
-                errors.push(EngineError::Io { service: service(), what: "cannot remove", path: dir, source });
+                errors.push(EngineError::Io {
+                    service: service(),
+                    what: "cannot remove",
+                    path: dir,
+                    source,
+                });
             }
         }
         errors

@@ -57,7 +57,8 @@ pub(super) fn prepare_mounts(
                 }
             }
             MountType::Volume => {
-                let name = m.source.clone().unwrap_or_else(|| anonymous_volume_name(service, &m.target));
+                let name =
+                    m.source.clone().unwrap_or_else(|| anonymous_volume_name(service, &m.target));
                 let dir = volume_dir(&name);
                 if dir.exists() {
                     continue;

@@ -25,8 +25,13 @@ pub struct ProjectLock {
 impl ProjectLock {
     /// Takes the lock in `dir`, calling `waiting` with the holder's description if another
     /// process has it, then blocking until it is released.
-    pub fn acquire(dir: &Path, what: &str, waiting: impl FnOnce(&str)) -> Result<ProjectLock, LockError> {
-        std::fs::create_dir_all(dir).map_err(|source| LockError::Open { path: dir.into(), source })?;
+    pub fn acquire(
+        dir: &Path,
+        what: &str,
+        waiting: impl FnOnce(&str),
+    ) -> Result<ProjectLock, LockError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| LockError::Open { path: dir.into(), source })?;
         let path = dir.join("lock");
         let open = || {
             OpenOptions::new()
@@ -50,9 +55,10 @@ impl ProjectLock {
         };
         // Whom a later command waits for. Best effort: the lock itself is what matters.
         let mut f: &File = &lock;
-        let _ = f.set_len(0).and_then(|()| f.rewind()).and_then(|()| {
-            write!(f, "`devenv {what}` (pid {})", std::process::id())
-        });
+        let _ = f
+            .set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| write!(f, "`devenv {what}` (pid {})", std::process::id()));
         Ok(ProjectLock { _lock: lock })
     }
 }

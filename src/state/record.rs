@@ -40,7 +40,9 @@ pub enum ContainerStatus {
     Created,
     Running,
     /// `code` is None when devenv did not see the exit (it was not the process's parent).
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -70,7 +70,9 @@ impl Supervisor {
         let first = {
             let me = me.clone();
             let project = self.project.clone();
-            tokio::task::spawn_blocking(move || me.reconcile(&project, true)).await.expect("reconcile task")
+            tokio::task::spawn_blocking(move || me.reconcile(&project, true))
+                .await
+                .expect("reconcile task")
         };
         let name = me.name.lock().expect("name").clone();
         let listener = match first {
@@ -80,7 +82,10 @@ impl Supervisor {
                     l
                 }
                 Err(e) => {
-                    ready(Err(format!("cannot listen on {}: {e}", self.home.socket(&name).display())));
+                    ready(Err(format!(
+                        "cannot listen on {}: {e}",
+                        self.home.socket(&name).display()
+                    )));
                     me.down_blocking(false);
                     return Exit::Failed;
                 }
@@ -147,7 +152,8 @@ impl Shared {
         *self.name.lock().expect("name") = project.name.clone();
         let state_file = self.home.state_file(&project.name);
         if first {
-            let mut saved = ProjectState::load(&state_file).map_err(|e| e.to_string())?.unwrap_or_default();
+            let mut saved =
+                ProjectState::load(&state_file).map_err(|e| e.to_string())?.unwrap_or_default();
             saved.project = project.name.clone();
             saved.file = project.file.clone();
             saved.dir = project.dir.clone();
@@ -173,9 +179,14 @@ impl Shared {
 
     fn down_blocking(&self, volumes: bool) -> Vec<String> {
         let name = self.name.lock().expect("name").clone();
-        let order: Vec<String> = self.state.lock().expect("state").containers.keys().cloned().collect();
-        let errors: Vec<String> =
-            self.engine.down(&name, &self.state, &order, volumes).iter().map(ToString::to_string).collect();
+        let order: Vec<String> =
+            self.state.lock().expect("state").containers.keys().cloned().collect();
+        let errors: Vec<String> = self
+            .engine
+            .down(&name, &self.state, &order, volumes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let _ = ProjectState::remove(&self.home.state_file(&name));
         errors
     }
@@ -190,7 +201,8 @@ impl Shared {
                 continue;
             }
             use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-            let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            {
                 Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
                 Ok(WaitStatus::Signaled(_, sig, _)) => Some(Some(128 + sig as i32)),
                 _ => None,
@@ -226,12 +238,21 @@ impl Shared {
 
 /// The services to run: those named (with their dependencies), else every service whose
 /// profiles are active.
-pub fn wanted_services(project: &Project, pref: &ProjectRef) -> Result<Vec<String>, crate::graph::GraphError> {
+pub fn wanted_services(
+    project: &Project,
+    pref: &ProjectRef,
+) -> Result<Vec<String>, crate::graph::GraphError> {
     if pref.services.is_empty() {
         let active = |s: &crate::config::model::Service| {
             s.profiles.is_empty() || s.profiles.iter().any(|p| pref.profiles.contains(p))
         };
-        Ok(project.model.services.iter().filter(|(_, s)| active(s)).map(|(n, _)| n.clone()).collect())
+        Ok(project
+            .model
+            .services
+            .iter()
+            .filter(|(_, s)| active(s))
+            .map(|(n, _)| n.clone())
+            .collect())
     } else {
         let names: Vec<&str> = pref.services.iter().map(String::as_str).collect();
         project.graph.with_dependencies(&names)
@@ -258,7 +279,10 @@ async fn serve(me: Arc<Shared>, stream: UnixStream, done: tokio::sync::mpsc::Sen
         Ok(Request::Reconcile { project }) => {
             let _g = me.op.lock().await;
             let m = me.clone();
-            match tokio::task::spawn_blocking(move || m.reconcile(&project, false)).await.expect("reconcile task") {
+            match tokio::task::spawn_blocking(move || m.reconcile(&project, false))
+                .await
+                .expect("reconcile task")
+            {
                 Ok(message) => Response::Ok { message },
                 Err(message) => Response::Error { message },
             }
@@ -266,7 +290,9 @@ async fn serve(me: Arc<Shared>, stream: UnixStream, done: tokio::sync::mpsc::Sen
         Ok(Request::Down { volumes }) => {
             let _g = me.op.lock().await;
             let m = me.clone();
-            let errors = tokio::task::spawn_blocking(move || m.down_blocking(volumes)).await.expect("down task");
+            let errors = tokio::task::spawn_blocking(move || m.down_blocking(volumes))
+                .await
+                .expect("down task");
             let response = if errors.is_empty() {
                 Response::Ok { message: "removed".into() }
             } else {

@@ -42,9 +42,13 @@ impl ProjectRef {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Converge the project to its file.
-    Reconcile { project: ProjectRef },
+    Reconcile {
+        project: Box<ProjectRef>,
+    },
     /// Stop and remove everything, then exit.
-    Down { volumes: bool },
+    Down {
+        volumes: bool,
+    },
     Ping,
 }
 
@@ -56,10 +60,19 @@ pub enum Response {
 }
 
 /// Sends one request and waits for the response. `Ok(None)` when no supervisor listens.
-pub fn call(socket: &Path, req: &Request, timeout: Option<Duration>) -> std::io::Result<Option<Response>> {
+pub fn call(
+    socket: &Path,
+    req: &Request,
+    timeout: Option<Duration>,
+) -> std::io::Result<Option<Response>> {
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),
@@ -70,7 +83,10 @@ pub fn call(socket: &Path, req: &Request, timeout: Option<Duration>) -> std::io:
     (&stream).write_all(line.as_bytes())?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply)?;
-    serde_json::from_str(&reply)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply from the supervisor: {e}")))
+    serde_json::from_str(&reply).map(Some).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad reply from the supervisor: {e}"),
+        )
+    })
 }
