@@ -56,9 +56,11 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     let services: Vec<(String, std::path::PathBuf)> =
         wanted.iter().map(|s| (s.clone(), home.log_file(&name, s))).collect();
     // A supervisor already runs the project: it reconciles.
-    if let Some(resp) =
-        protocol::call(&home.socket(&name), &Request::Reconcile { project: Box::new(pref.clone()) }, None)?
-    {
+    if let Some(resp) = protocol::call(
+        &home.socket(&name),
+        &Request::Reconcile { project: Box::new(pref.clone()) },
+        None,
+    )? {
         drop(lock);
         match resp {
             Response::Ok { message } => eprintln!("{name}: {message}"),

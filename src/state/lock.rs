@@ -47,7 +47,8 @@ impl ProjectLock {
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut holder = String::new();
                 let _ = (&file).read_to_string(&mut holder);
-                waiting(holder.trim());
+                let holder = holder.trim();
+                waiting(if holder.is_empty() { "another devenv command" } else { holder });
                 Flock::lock(file, FlockArg::LockExclusive)
                     .map_err(|(_, source)| LockError::Lock { path: path.clone(), source })?
             }

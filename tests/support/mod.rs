@@ -8,6 +8,7 @@
 // uses only part of it.
 #![allow(dead_code)]
 
+pub mod env;
 pub mod images;
 pub mod registry;
 
