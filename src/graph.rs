@@ -148,6 +148,11 @@ impl ServiceGraph {
         }
     }
 
+    /// Whether `name` is a service of the graph.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
     /// Direct dependencies of a service, in file order; empty for an unknown name.
     pub fn dependencies(&self, name: &str) -> Vec<String> {
         match self.names.get_index_of(name) {

@@ -32,6 +32,8 @@ pub fn config_hash(service: &Service, image_digest: &str) -> String {
 }
 
 /// The actions, in order: removals first (stop order), then the wanted services in start order.
+/// Containers of services no longer in the project (`graph`) are removed; those of services that
+/// are only not wanted this time (`up web` while `db` runs) are left alone, as Compose does.
 /// `hashes` holds the config hash of every wanted service; `running` says whether a saved
 /// container's process is alive.
 pub fn plan(
@@ -44,7 +46,7 @@ pub fn plan(
     let mut actions: Vec<Action> = state
         .containers
         .keys()
-        .filter(|s| !wanted.contains(s))
+        .filter(|s| !graph.contains(s))
         .map(|s| Action::Remove(s.clone()))
         .collect();
     // Remove dependents before what they depend on.
@@ -119,6 +121,9 @@ mod tests {
             .into();
         let wanted: Vec<String> = ["db", "web", "worker"].map(String::from).into();
         let actions = plan(&graph(), &wanted, &hashes, &state, &|s| s != "web");
+        // `up db` leaves web alone.
+        let only_db = plan(&graph(), &["db".to_string()], &hashes, &state, &|_| true);
+        assert_eq!(only_db, vec![Action::Remove("gone".into()), Action::Recreate("db".into())]);
         assert_eq!(
             actions,
             vec![

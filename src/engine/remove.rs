@@ -24,11 +24,13 @@ impl Engine {
         let signal = parse_signal(&rec.stop_signal).unwrap_or(Signal::SIGTERM);
         let _ = kill(Pid::from_raw(pid), signal);
         if wait_gone(&alive, Duration::from_millis(rec.stop_grace_ms)) {
+            reap(pid);
             return false;
         }
         tracing::debug!(container = %rec.id, "grace period over; killing");
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         wait_gone(&alive, Duration::from_secs(10));
+        reap(pid);
         true
     }
 
@@ -58,6 +60,13 @@ impl Engine {
         }
         errors
     }
+}
+
+/// Collects the exit of a container init that is our child (the supervisor is its subreaper),
+/// so removed containers leave no zombie; for any other process this does nothing.
+fn reap(pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
 
 fn wait_gone(alive: &dyn Fn() -> bool, limit: Duration) -> bool {

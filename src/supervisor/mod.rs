@@ -91,6 +91,10 @@ impl Supervisor {
                 }
             },
             Err(message) => {
+                // A first attempt that left nothing leaves no state either.
+                if !name.is_empty() && me.state.lock().expect("state").containers.is_empty() {
+                    let _ = ProjectState::remove(&self.home.state_file(&name));
+                }
                 ready(Err(message));
                 return Exit::Failed;
             }
