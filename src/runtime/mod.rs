@@ -4,4 +4,6 @@
 //! image, with the hardening Docker applies by default. The rootfs (overlayfs), the helper that
 //! drives libcontainer, init, `exec` and `cp` come next, each in its own module.
 
+pub mod cp;
+pub mod exec;
 pub mod spec;
