@@ -181,6 +181,10 @@ fn exec_refuses_a_multithreaded_caller_and_a_missing_container() {
     assert!(r.stderr.contains("is not running"), "{r:?}");
     let r = run(std::process::id() as i32, &ExecOptions::default());
     assert!(r.stderr.contains("no command given"), "{r:?}");
+    let mut o = cmd(&["true"]);
+    o.env = vec![("A=B".into(), "C".into())];
+    let r = run(std::process::id() as i32, &o);
+    assert!(r.stderr.contains(r#"invalid environment variable name "A=B""#), "{r:?}");
 }
 
 const TTY_PID: &str = "DEVENV_TEST_EXEC_TTY_PID";
@@ -266,7 +270,14 @@ fn exec_tty_gives_a_working_terminal() {
     let tmux = Tmux(c.dir.path().join("tmux.sock"));
     let status_file = c.dir.path().join("tty-status");
     let exe = std::env::current_exe().unwrap();
-    let helper = format!("{} --exact tty_helper --nocapture --test-threads=1", exe.display());
+    // The terminal's settings before and after: raw mode must not outlive the exec.
+    let stty = |name: &str| format!("stty -g > {}", c.dir.path().join(name).display());
+    let helper = format!(
+        "{}; {} --exact tty_helper --nocapture --test-threads=1; {}",
+        stty("stty-before"),
+        exe.display(),
+        stty("stty-after")
+    );
     let out = tmux.cmd(&[
         "new-session",
         "-d",
@@ -308,4 +319,6 @@ fn exec_tty_gives_a_working_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(fs::read_to_string(&status_file).unwrap(), "3");
+    let settings = |name: &str| fs::read_to_string(c.dir.path().join(name)).unwrap();
+    assert_eq!(settings("stty-before"), settings("stty-after"), "terminal settings restored");
 }

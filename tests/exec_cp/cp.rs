@@ -187,6 +187,9 @@ fn cp_resolves_container_symlinks_inside_the_container() {
         assert!(md.is_file());
         assert_eq!(fs::read_to_string(host.join(name)).unwrap(), "container-shadow\n");
     }
+    // /proc magic links lead out of any root: refused.
+    let err = copy_out(c.pid, "/proc/1/root/etc/passwd", &host.join("m")).unwrap_err();
+    assert!(matches!(err, CpError::SymlinkLoop { .. }), "{err}");
     symlink("/", c.path("evil")).unwrap();
     copy_out(c.pid, &format!("/evil{hs}/secret"), &host.join("z")).unwrap();
     assert_eq!(fs::read_to_string(host.join("z")).unwrap(), "container-decoy");

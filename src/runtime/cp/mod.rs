@@ -57,7 +57,8 @@ pub enum CpError {
     NoDestDir { path: PathBuf },
     #[error("cannot overwrite directory {path} with a non-directory")]
     OverwriteDir { path: PathBuf },
-    #[error("{path}: too many levels of symbolic links")]
+    /// Includes magic links such as `/proc/<pid>/root` inside the container, which are refused.
+    #[error("{path}: too many levels of symbolic links, or a /proc magic link")]
     SymlinkLoop { path: PathBuf },
     #[error("cannot copy {path}: only files, directories and symlinks can be copied")]
     Unsupported { path: PathBuf },

@@ -64,6 +64,13 @@ fn nix_io(e: nix::Error) -> io::Error {
 
 /// The joiner: cgroups, namespaces, root, then the command process. Never returns.
 pub(super) fn joiner(t: &Target, plan: &Plan, stdio: Stdio<'_>, err: OwnedFd) -> ! {
+    // Not dumpable, so that the container's processes cannot open /proc/<pid>/exe (the devenv
+    // binary) or /proc/<pid>/fd of the command process while it still runs our code inside the
+    // container's pid namespace (CVE-2019-5736; runc does the same). execve makes the command
+    // dumpable again.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        fail(&err, "make the exec process non-dumpable", nix_io(e));
+    }
     let parent = nix::unistd::getppid();
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     if nix::unistd::getppid() != parent {

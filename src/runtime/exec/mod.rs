@@ -65,6 +65,8 @@ pub enum ExecError {
     NoCommand,
     #[error("{0:?} contains a NUL byte")]
     Nul(String),
+    #[error("invalid environment variable name {0:?}")]
+    InvalidEnv(String),
     #[error("container process {pid} is not running")]
     NotRunning { pid: i32 },
     #[error("cannot read /proc/{pid}/{what} of the container: {source}")]
@@ -142,6 +144,9 @@ fn plan(t: &Target, ident: user::Identity, opts: &ExecOptions) -> Result<Plan, E
         set(b"TERM", b"xterm", false);
     }
     for (k, v) in &opts.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(ExecError::InvalidEnv(k.clone()));
+        }
         set(k.as_bytes(), v.as_bytes(), true);
     }
     let path = env.iter().find(|(k, _)| k == b"PATH").map(|(_, v)| v.clone()).unwrap_or_default();
