@@ -9,8 +9,9 @@
 //!
 //! The joiner waits for the command and exits with its status (128 + signal if killed),
 //! forwarding SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to it; it is killed with SIGTERM (and so
-//! forwards it) if the caller dies first. Both processes come from single-threaded parents, so
-//! they may allocate. A failure before `execve` is written to the error pipe as
+//! forwards it) if the caller dies first. Until `execve` both are non-dumpable, so that the
+//! container cannot reach the devenv binary through `/proc/<pid>/exe` (CVE-2019-5736). Both
+//! come from single-threaded parents, so they may allocate. A failure before `execve` is written to the error pipe as
 //! `step NUL errno` and the process exits; the caller turns it into [`ExecError::Setup`]. The
 //! pipe is close-on-exec, so a successful `execve` closes it: an empty read means the command
 //! started. A command that cannot be found or run is not a setup failure but the command's own

@@ -9,12 +9,14 @@
 //! inherits the caller's stdio.
 //!
 //! # The caller must be single-threaded
-//! `setns(CLONE_NEWNS)` is refused to a multi-threaded process, and the forked children run
-//! arbitrary code (allocation, formatting) that is only safe after `fork` when no other thread
-//! could have held a lock at that moment. The CLI calls [`exec`] before starting any thread (no
-//! tokio runtime); [`exec`] checks `/proc/self/task` and refuses with
-//! [`ExecError::MultiThreaded`] otherwise. It also changes signal dispositions of the calling
-//! process while it waits (see [`exec`]).
+//! The namespaces are joined in forked processes, never in the caller: `setns(CLONE_NEWNS)` is
+//! refused to a multi-threaded process, and `setns(CLONE_NEWPID)` only applies to children
+//! (setns(2)). Those forked processes run ordinary Rust code (allocation, formatting, std::fs),
+//! which is only safe after `fork` if no other thread could have held a lock at that moment. So
+//! the caller must have a single thread: the CLI calls [`exec`] before starting any (no tokio
+//! runtime). [`exec`] counts the entries of `/proc/self/task` and refuses with
+//! [`ExecError::MultiThreaded`] otherwise. While the command runs, [`exec`] also changes the
+//! caller's signal handling and, with `-t`, its terminal mode; both are restored on return.
 
 mod caps;
 mod child;

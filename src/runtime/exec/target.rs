@@ -92,7 +92,7 @@ impl Target {
             let same = std::fs::metadata(format!("/proc/self/ns/{name}"))
                 .is_ok_and(|ours| (ours.dev(), ours.ino()) == (their_md.dev(), their_md.ino()));
             if !same {
-                namespaces.push(Namespace { name, flag, fd: open_dir_or_file(pid, name)? });
+                namespaces.push(Namespace { name, flag, fd: open_ns(pid, name)? });
             }
         }
 
@@ -147,7 +147,7 @@ impl Target {
 }
 
 /// `/proc/<pid>/ns/<name>`, opened read-only (setns(2) wants a real descriptor, not `O_PATH`).
-fn open_dir_or_file(pid: i32, name: &'static str) -> Result<OwnedFd, ExecError> {
+fn open_ns(pid: i32, name: &'static str) -> Result<OwnedFd, ExecError> {
     let path = format!("/proc/{pid}/ns/{name}");
     Side::Host.open(path.as_bytes(), OFlag::O_RDONLY).map_err(|source| ExecError::Inspect {
         pid,

@@ -9,7 +9,7 @@
 //! The files are read through the container's root with `openat2(RESOLVE_IN_ROOT)`, so an
 //! /etc/passwd that is a symlink to `/etc/shadow` or `../../..` reads the container's file.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::AsFd;
 
 use super::target::Target;
 use super::ExecError;
@@ -35,7 +35,7 @@ struct Passwd {
 /// Resolves `user` (or the init's ids when `None`) for the container `t`.
 pub(super) fn identity(t: &Target, user: Option<&str>) -> Result<Identity, ExecError> {
     let read = |path: &str| -> Result<String, ExecError> {
-        match read_in_root(fd(t), path) {
+        match read_in_root(t.root.as_fd(), path) {
             Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
             Err(source) => Err(ExecError::ReadContainerFile { path: path.to_owned(), source }),
         }
@@ -46,10 +46,6 @@ pub(super) fn identity(t: &Target, user: Option<&str>) -> Result<Identity, ExecE
     };
     let groups = read("/etc/group")?;
     resolve(spec, &passwd, &groups)
-}
-
-fn fd(t: &Target) -> BorrowedFd<'_> {
-    std::os::fd::AsFd::as_fd(&t.root)
 }
 
 /// The container init's effective ids, translated into its user namespace if we join one.
