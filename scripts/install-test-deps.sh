@@ -8,7 +8,7 @@ packages=(
   # the local registry the tests pull from, and the tool that pushes to it
   docker-registry skopeo
   # real clients the tests use
-  curl iproute2 nftables
+  curl iproute2 nftables tmux util-linux
   # libcontainer's seccomp support
   libseccomp-dev pkg-config
 )

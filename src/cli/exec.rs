@@ -64,7 +64,9 @@ pub fn run_exec(project: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-            None => std::env::var(kv).map(|v| (kv.clone(), v)).with_context(|| format!("-e {kv}: not set here")),
+            None => std::env::var(kv)
+                .map(|v| (kv.clone(), v))
+                .with_context(|| format!("-e {kv}: not set here")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = ExecOptions {
@@ -87,7 +89,9 @@ fn split(arg: &str) -> Option<(&str, &str)> {
 
 pub fn run_cp(project: &ProjectArgs, args: &CpArgs) -> anyhow::Result<()> {
     match (split(&args.src), split(&args.dst)) {
-        (Some(_), Some(_)) => bail!("copying between two containers is not supported; copy through the host"),
+        (Some(_), Some(_)) => {
+            bail!("copying between two containers is not supported; copy through the host")
+        }
         (None, None) => bail!("one of SRC and DST must be SERVICE:PATH"),
         (Some((service, path)), None) => {
             let pid = service_pid(project, service)?;

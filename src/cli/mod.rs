@@ -2,6 +2,7 @@
 
 mod config;
 mod down;
+mod exec;
 mod images;
 mod logs;
 mod ps;
@@ -90,6 +91,10 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Print the services' output.
     Logs(logs::LogsArgs),
+    /// Run a command in a running service's container.
+    Exec(exec::ExecArgs),
+    /// Copy files between a service's container and the host (SERVICE:PATH on one side).
+    Cp(exec::CpArgs),
     /// List the images in the store.
     Images,
     /// Manage images: load archives, list, remove.
@@ -113,6 +118,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Down(args) => down::run(&cli.project, args),
         Command::Ps(args) => ps::run(&cli.project, args),
         Command::Logs(args) => logs::run(&cli.project, args),
+        Command::Exec(args) => match exec::run_exec(&cli.project, args) {
+            Ok(status) => return status,
+            Err(e) => Err(e),
+        },
+        Command::Cp(args) => exec::run_cp(&cli.project, args),
         Command::Images => images::run(&images::ImageCommand::Ls),
         Command::Image(cmd) => images::run(cmd),
         Command::Config(args) => config::run(&cli.project, args),
