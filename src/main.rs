@@ -3,6 +3,12 @@
 use clap::Parser;
 
 fn main() {
+    // The runtime helper mode (`devenv __runtime ...`) must start before anything else: it calls
+    // libcontainer, which clones this process and so needs it single-threaded (see
+    // `devenv::runtime::helper`).
+    if std::env::args_os().nth(1).as_deref() == Some(devenv::runtime::helper::HELPER_ARG.as_ref()) {
+        std::process::exit(devenv::runtime::helper::main());
+    }
     let cli = devenv::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

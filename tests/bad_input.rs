@@ -86,8 +86,9 @@ fn each_invalid_file_gets_its_exact_diagnostic() {
 fn the_cli_prints_the_diagnostic_with_the_source_line_and_exits_2() {
     for case in cases() {
         let out = Command::new(env!("CARGO_BIN_EXE_devenv"))
-            .args(["config", "-f"])
+            .arg("-f")
             .arg(&case.file)
+            .arg("config")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -27,8 +27,9 @@ fn every_awesome_compose_file_is_accepted() {
     let mut failures = Vec::new();
     for f in &files {
         let out = Command::new(env!("CARGO_BIN_EXE_devenv"))
-            .args(["config", "--quiet", "-f"])
+            .arg("-f")
             .arg(f)
+            .args(["config", "--quiet"])
             .env_remove("COMPOSE_PROJECT_NAME")
             // plex's README asks the user to set this; unset, its volume is `:/media/`, which
             // Compose rejects as well.

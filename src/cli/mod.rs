@@ -42,10 +42,10 @@ pub struct Cli {
 pub struct ProjectArgs {
     /// The project file; by default the nearest devenv.yaml, compose.yaml or docker-compose.yml
     /// from the working directory up.
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The project name; by default `name:` in the file, else the directory name.
-    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Base directory for relative paths; by default the project file's directory.
     #[arg(long, global = true, value_name = "DIR")]
@@ -154,4 +154,12 @@ fn report(e: &anyhow::Error) -> i32 {
     }
     eprintln!("error: {e:#}");
     EXIT_FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

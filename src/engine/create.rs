@@ -13,7 +13,8 @@ use crate::config::model::Service;
 use crate::config::Project;
 use crate::image::ImageInfo;
 use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
-use crate::runtime::{init, netns, rootfs, Stdio};
+use crate::runtime::driver::fit_rlimits;
+use crate::runtime::{cgroups_path, init, netns, rootfs, write_bundle, Stdio};
 use crate::state::{process_start_time, ContainerRecord, ContainerStatus};
 
 /// Everything needed to create one service's container.
@@ -135,9 +136,10 @@ impl Engine {
             extra_env: &[],
         })
         .map_err(|source| EngineError::Spec { service: service.into(), source })?;
-        let config = dir.join("config.json");
-        let json = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
-        std::fs::write(&config, json).map_err(io("cannot write", &config))?;
+        let mut spec = spec;
+        fit_rlimits(&mut spec);
+        let rt = |source| EngineError::Runtime { service: service.into(), source };
+        write_bundle(&dir, &mut spec, &cgroups_path(&req.project.name, &rec.id)).map_err(rt)?;
 
         let log = self.home.log_file(&req.project.name, service);
         if let Some(parent) = log.parent() {
@@ -147,7 +149,6 @@ impl Engine {
             OpenOptions::new().create(true).append(true).open(&log).map_err(io("cannot open", &log))
         };
         let stdio = Stdio { stdin: None, stdout: open_log()?.into(), stderr: open_log()?.into() };
-        let rt = |source| EngineError::Runtime { service: service.into(), source };
         let pid = self.runtime.create(&rec.id, &dir, stdio).map_err(rt)?;
         rec.status = ContainerStatus::Created;
         rec.pid = Some(pid);

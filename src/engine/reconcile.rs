@@ -204,6 +204,9 @@ impl Engine {
                 state.lock().expect("state lock").containers.remove(&name);
             }
         }
+        if let Err(source) = crate::runtime::remove_project_cgroups(project_name) {
+            errors.push(EngineError::Runtime { service: String::new(), source });
+        }
         if volumes {
             let prefix = format!("{project_name}_");
             if let Ok(entries) = std::fs::read_dir(self.home.root().join("volumes")) {
