@@ -16,6 +16,15 @@
 //! but it leaves the runtime's intermediate process as an unreaped zombie of the supervisor, and
 //! runc has no such mode; the subreaper works the same for both.)
 //!
+//! # A program that cannot run
+//!
+//! With `init` (the default) the init starts first and runs the program itself: a missing
+//! program makes the container exit with status 127 (126 if it is not executable), with
+//! `devenv-init: cannot run "name": No such file or directory` in its stderr log, like a shell.
+//! Without `init`, both runtimes look the program up before `create` returns, and `create` fails
+//! with [`RuntimeError::Failed`] naming it (`executable 'name' not found in $PATH`); the failed
+//! create leaves no state, cgroup or process behind.
+//!
 //! A subreaper also inherits other orphans among its descendants; they are rare (nothing but the
 //! container inits outlive the helpers here), but a supervisor that wants no zombie at all reaps
 //! pids it does not know with `waitid(P_ALL, WNOWAIT)` + `waitpid(pid)`.
@@ -274,5 +283,26 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
         WaitStatus::Exited(_, code) => Some(code),
         WaitStatus::Signaled(_, signal, _) => Some(128 + signal as i32),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        let pid = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some(3));
+        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)), Some(143));
+        assert_eq!(exit_code(WaitStatus::StillAlive), None);
+    }
+
+    #[test]
+    fn statuses_read_as_runc_prints_them() {
+        let state: ContainerState =
+            serde_json::from_str(r#"{"status":"created","pid":42}"#).expect("parse");
+        assert_eq!(state, ContainerState { status: ContainerStatus::Created, pid: Some(42) });
+        assert_eq!(cgroups_path("web", "web-1"), "/devenv/web/web-1");
     }
 }

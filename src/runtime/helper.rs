@@ -16,7 +16,9 @@
 //! ```
 //!
 //! The answer is one JSON line on stdout ([`Reply`]); exit status 0 with `"ok": true`, 1 with
-//! `"ok": false` and the error. Logs (`DEVENV_LOG`) go to stderr.
+//! `"ok": false` and the error. Logs (`DEVENV_LOG`) go to the helper's stderr, which is the
+//! caller's; libcontainer's own logs from inside a new container's init, written after it took
+//! the container's stdio, end up in the container's stderr log.
 
 use std::ffi::OsString;
 use std::fs;

@@ -162,3 +162,24 @@ fn log_error(log: &str) -> Option<String> {
         .filter_map(|v| v["msg"].as_str().map(str::to_owned))
         .next()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_error_of_a_runc_log() {
+        let log = r#"{"level":"info","msg":"starting","time":"t"}
+{"level":"error","msg":"first","time":"t"}
+not json
+{"level":"error","msg":"runc create failed: exec: \"x\": executable file not found in $PATH"}
+{"level":"warning","msg":"later warning"}
+"#;
+        assert_eq!(
+            log_error(log).as_deref(),
+            Some("runc create failed: exec: \"x\": executable file not found in $PATH")
+        );
+        assert_eq!(log_error(""), None);
+        assert_eq!(last_line("a\nb\n\n").as_deref(), Some("b"));
+    }
+}

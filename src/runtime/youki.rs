@@ -3,13 +3,14 @@
 //! ([`super::helper`]), a fresh single-threaded process that calls libcontainer and answers with
 //! one JSON line.
 //!
-//! The helper is started from a sealed in-memory copy of the devenv binary (`memfd_create` plus
-//! `F_SEAL_WRITE`..., made once per [`Youki`] by the `pentacle` crate): the container's init is a
-//! clone of the helper until it executes the user program, and a sealed copy is what keeps a
-//! process in the container from overwriting the host's devenv binary through `/proc/<pid>/exe`
-//! (CVE-2019-5736). youki's own binary re-executes itself from such a copy at every start
-//! (`pentacle::ensure_sealed()`); copying once per supervisor instead keeps an operation at one
-//! `exec`.
+//! `create` runs the helper from a sealed in-memory copy of the devenv binary (`memfd_create`
+//! plus `F_SEAL_WRITE`..., made on the first create of a [`Youki`] by the `pentacle` crate): the
+//! container's init is a clone of the helper until it executes the user program, and a sealed
+//! copy is what keeps a process in the container from overwriting the host's devenv binary
+//! through `/proc/<pid>/exe` (CVE-2019-5736). youki's own binary re-executes itself from such a
+//! copy at every start (`pentacle::ensure_sealed()`); copying once per supervisor instead keeps
+//! each create at one `exec` (the copy itself costs tens of milliseconds for a release binary,
+//! once). The other operations never put a process in a container and run the file directly.
 //!
 //! The container's stdio reaches the helper at fixed descriptors 3 (stdin), 4 and 5, set up
 //! between fork and exec; the helper hands them to libcontainer, which makes them the init's 0-2.
@@ -62,6 +63,7 @@ impl Youki {
             program: self.helper.clone(),
             source,
         };
+        let started = std::time::Instant::now();
         let mut exe = File::open(&self.helper).map_err(spawn_error)?;
         let memfd = pentacle::SealOptions::new()
             .executable(true)
@@ -76,7 +78,7 @@ impl Youki {
         }
         // SAFETY: `high` is a fresh descriptor nothing else owns.
         let file = Arc::new(File::from(unsafe { OwnedFd::from_raw_fd(high) }));
-        tracing::debug!(helper = %self.helper.display(), "sealed the runtime helper");
+        tracing::debug!(helper = %self.helper.display(), elapsed = ?started.elapsed(), "sealed copy");
         *slot = Some(file.clone());
         Ok(file)
     }
@@ -89,8 +91,13 @@ impl Youki {
         extra: &[OsString],
         stdio: Option<&Stdio>,
     ) -> Result<Reply, RuntimeError> {
-        let sealed = self.sealed_helper(id, op)?;
-        let mut command = Command::new(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
+        // Only `create` makes a process that lives in the container; the other operations run the
+        // binary as it is and need no sealed copy.
+        let sealed = if op == "create" { Some(self.sealed_helper(id, op)?) } else { None };
+        let mut command = match &sealed {
+            Some(file) => Command::new(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            None => Command::new(&self.helper),
+        };
         command
             .arg0(&self.helper)
             .arg(HELPER_ARG)

@@ -219,7 +219,6 @@ impl TestContainer {
 
     /// What `down` does: delete the container, unmount its rootfs, remove the project's cgroups.
     pub fn teardown(&self) {
-        self.torn_down.set(true);
         let deleted = self.runtime.delete(&self.id, true);
         if let Some(pid) = self.pid.get() {
             reap_quietly(pid);
@@ -227,6 +226,7 @@ impl TestContainer {
         deleted.expect("delete");
         rootfs::unmount(&self.dir.path().join("rootfs")).expect("unmount");
         remove_project_cgroups(&self.project).expect("remove the project's cgroups");
+        self.torn_down.set(true);
     }
 
     /// No process, state, cgroup or mount of the container remains.
