@@ -11,6 +11,8 @@ packages=(
   curl iproute2 nftables tmux util-linux
   # libcontainer's seccomp support
   libseccomp-dev pkg-config
+  # the second OCI runtime the runtime tests compare libcontainer with
+  runc
 )
 
 missing=()
