@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::{engine, ProjectArgs};
 use crate::config::{self, discover};
-use crate::state::{Home, ProjectLock, ProjectState};
+use crate::state::{process_start_time, Home, ProjectLock, ProjectState};
 use crate::supervisor::protocol::{self, Request, Response};
 
 #[derive(Debug, clap::Args)]
@@ -47,8 +47,20 @@ pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
     let _lock = ProjectLock::acquire(&home.project(&name), "down", |holder| {
         eprintln!("waiting for {holder} to finish with project {name}...")
     })?;
+    let supervisor =
+        ProjectState::load(&home.state_file(&name)).ok().flatten().and_then(|s| s.supervisor);
     match protocol::call(&home.socket(&name), &Request::Down { volumes: args.volumes }, None)? {
-        Some(Response::Ok { .. }) => {}
+        Some(Response::Ok { .. }) => {
+            // The supervisor exits right after answering; return once it has, so that when
+            // `down` returns nothing of the project runs.
+            if let Some((pid, start)) = supervisor {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while process_start_time(pid) == Some(start) && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
         Some(Response::Error { message }) => anyhow::bail!(message),
         None => {
             let state_file = home.state_file(&name);

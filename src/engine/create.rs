@@ -12,8 +12,8 @@ use crate::config::forms::NetworkMode;
 use crate::config::model::Service;
 use crate::config::Project;
 use crate::image::ImageInfo;
-use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
 use crate::runtime::driver::fit_rlimits;
+use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
 use crate::runtime::{cgroups_path, init, netns, rootfs, write_bundle, Stdio};
 use crate::state::{process_start_time, ContainerRecord, ContainerStatus};
 

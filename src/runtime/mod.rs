@@ -26,8 +26,8 @@
 //! ```
 
 pub mod cp;
-pub mod exec;
 pub mod driver;
+pub mod exec;
 pub mod helper;
 pub mod init;
 pub mod netns;

@@ -67,6 +67,10 @@ impl Supervisor {
             op: tokio::sync::Mutex::new(()),
             name: Mutex::new(String::new()),
         });
+        // Handlers first: a container can exit during the first reconcile already.
+        let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
+        let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let first = {
             let me = me.clone();
             let project = self.project.clone();
@@ -100,9 +104,6 @@ impl Supervisor {
             }
         };
 
-        let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
-        let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);
         let exit = loop {
@@ -224,6 +225,8 @@ impl Shared {
     /// Once a second: containers that are not our children (adopted after a supervisor crash)
     /// are checked by pid and start time, and large logs are rotated.
     fn housekeeping(&self) {
+        // SIGCHLDs coalesce; a periodic reap catches any exit whose signal merged with another.
+        self.reap();
         let mut st = self.state.lock().expect("state");
         let project = st.project.clone();
         let mut changed = false;

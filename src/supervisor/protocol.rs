@@ -65,6 +65,24 @@ pub fn call(
     req: &Request,
     timeout: Option<Duration>,
 ) -> std::io::Result<Option<Response>> {
+    // A supervisor that is exiting can reset a connection it will never accept; ask again, and
+    // the socket then either answers or refuses.
+    for _ in 0..20 {
+        match call_once(socket, req, timeout) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => return other,
+        }
+    }
+    call_once(socket, req, timeout)
+}
+
+fn call_once(
+    socket: &Path,
+    req: &Request,
+    timeout: Option<Duration>,
+) -> std::io::Result<Option<Response>> {
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
