@@ -290,3 +290,110 @@ fn foreground_up_streams_prefixed_output_and_ctrl_c_removes_everything() {
     assert!(env.ps().is_empty());
     env.assert_clean();
 }
+
+#[test]
+fn exec_and_cp_through_the_cli_on_the_host_network() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("exec").with_images(&[(Fixture::Busybox, "busybox:1.35")]);
+    env.write("devenv.yaml", "services:\n  s:\n    image: busybox:1.35\n    network_mode: host\n    command: sleep 1000\n");
+    env.ok(&["up", "-d"]);
+
+    // The host's network stack: the same interfaces inside as outside.
+    let names = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let inside = env.ok(&["exec", "s", "ip", "-o", "link"]);
+    let host = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout)
+        .unwrap();
+    assert_eq!(names(&inside), names(&host));
+
+    let out = env.run(&["exec", "-e", "CODE=5", "s", "sh", "-c", "exit $CODE"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = env.run(&["exec", "s", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+
+    let src = env.write("note.txt", "copied in\n");
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+    env.ok(&["cp", src.to_str().unwrap(), "s:/tmp/"]);
+    assert_eq!(env.ok(&["exec", "s", "cat", "/tmp/note.txt"]), "copied in\n");
+    assert!(env.ok(&["exec", "s", "ls", "-l", "/tmp/note.txt"]).starts_with("-rwxr-x--x"));
+    let back = env.path("back.txt");
+    env.ok(&["cp", "s:/tmp/note.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&back).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o751);
+}
+
+#[test]
+fn exec_with_a_terminal_gives_an_interactive_shell() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("tty").with_images(&[(Fixture::Busybox, "busybox:1.35")]);
+    env.write("devenv.yaml", "services:\n  s:\n    image: busybox:1.35\n    network_mode: none\n    command: sleep 1000\n");
+    env.ok(&["up", "-d"]);
+    let session = env.project.clone();
+    let cmd = format!(
+        "DEVENV_HOME={} {} -p {} exec -i -t s sh; echo exited-$? > {}",
+        env.home.path().display(),
+        env!("CARGO_BIN_EXE_devenv"),
+        env.project,
+        env.path("status").display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "80", "-y", "24", &cmd])
+        .status
+        .success());
+    let screen =
+        || String::from_utf8(tmux(&["capture-pane", "-p", "-t", &session]).stdout).unwrap();
+    eventually(10, "a prompt", || screen().contains('#'));
+    tmux(&["send-keys", "-t", &session, "echo $((6*7))", "Enter"]);
+    eventually(10, "the answer", || screen().lines().any(|l| l.trim() == "42"));
+    // Arrow up recalls the last command: line editing works through the terminal.
+    tmux(&["send-keys", "-t", &session, "Up", "Enter"]);
+    eventually(10, "the recalled answer", || {
+        screen().lines().filter(|l| l.trim() == "42").count() == 2
+    });
+    tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
+    eventually(10, "the shell to exit", || {
+        std::fs::read_to_string(env.path("status")).is_ok_and(|s| s.trim() == "exited-3")
+    });
+    let _ = tmux(&["kill-session", "-t", &session]);
+}
+
+#[test]
+fn named_volumes_are_seeded_from_the_image_and_kept_until_down_v() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("volume").with_images(&[(Fixture::Nginx, "nginx:1.22")]);
+    env.write(
+        "devenv.yaml",
+        "services:\n  web:\n    image: nginx:1.22\n    network_mode: none\n    volumes: [\"html:/usr/share/nginx/html\"]\n    tmpfs: [/scratch]\nvolumes:\n  html: {}\n",
+    );
+    env.ok(&["up", "-d"]);
+    let data = env.home.path().join("volumes").join(format!("{}_html", env.project)).join("_data");
+    let index = std::fs::read_to_string(data.join("index.html")).unwrap();
+    assert_eq!(
+        env.ok(&["exec", "web", "cat", "/usr/share/nginx/html/index.html"]),
+        index,
+        "seeded from the image"
+    );
+    env.ok(&["exec", "web", "sh", "-c", "echo kept > /usr/share/nginx/html/mine.txt"]);
+    assert!(env.ok(&["exec", "web", "grep", " /scratch ", "/proc/mounts"]).contains("tmpfs"));
+    env.ok(&["down"]);
+    assert_eq!(std::fs::read_to_string(data.join("mine.txt")).unwrap(), "kept\n");
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.ok(&["exec", "web", "cat", "/usr/share/nginx/html/mine.txt"]), "kept\n");
+    env.ok(&["down", "-v"]);
+    assert!(!data.exists());
+}
