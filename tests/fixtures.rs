@@ -195,3 +195,13 @@ fn registry_process_is_gone_after_drop() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "registry pid {pid} still exists");
     assert!(!dir.exists(), "registry tempdir {} not removed", dir.display());
 }
+
+/// Not a check: builds the fixture images and prints `NAME PATH` for each OCI layout, for
+/// scripts (`scripts/quickstart.sh`, benchmarks) that load them into devenv or Docker.
+#[test]
+#[ignore = "a tool for scripts, run with --ignored"]
+fn export_layouts() {
+    for f in Fixture::ALL {
+        println!("fixture-layout {} {}", f.name(), oci_layout(f).display());
+    }
+}
