@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use nix::unistd::{fork, ForkResult};
 
 use super::{engine, ProjectArgs};
-use crate::config;
+use crate::config::{self, LoadOptions};
 use crate::logs::Follower;
 use crate::state::{Home, ProjectLock};
 use crate::supervisor::protocol::{self, ProjectRef, Request, Response};
@@ -35,13 +35,10 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     for w in &p.warnings {
         eprintln!("{w}");
     }
+    // The supervisor reloads the file it was started from, wherever it runs from.
+    let options = LoadOptions { file: Some(p.file.clone()), ..opts.clone() };
     let pref = ProjectRef {
-        file: Some(p.file.clone()),
-        project_name: opts.project_name.clone(),
-        project_directory: opts.project_directory.clone(),
-        env_file: opts.env_file.clone(),
-        cwd: opts.cwd.clone(),
-        env: opts.env.clone(),
+        options,
         profiles: project.active_profiles(),
         services: args.services.clone(),
     };

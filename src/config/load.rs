@@ -19,7 +19,7 @@ use crate::graph::ServiceGraph;
 
 /// Where to find the project and what its environment is. The environment is passed in, not
 /// read from the process, so loading is a pure function of its inputs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LoadOptions {
     /// `-f`: the project file; otherwise found from `cwd` upwards.
     pub file: Option<PathBuf>,

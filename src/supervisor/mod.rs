@@ -153,7 +153,7 @@ struct Shared {
 
 impl Shared {
     fn reconcile(&self, pref: &ProjectRef, first: bool) -> Result<String, String> {
-        let project = config::load(&pref.load_options()).map_err(|e| e.to_string())?;
+        let project = config::load(&pref.options).map_err(|e| e.to_string())?;
         *self.name.lock().expect("name") = project.name.clone();
         let state_file = self.home.state_file(&project.name);
         if first {

@@ -1,41 +1,23 @@
 //! The supervisor's control protocol: one JSON object per line on a unix socket under
 //! DEVENV_HOME, a request from the client and a response from the supervisor.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoadOptions;
 
-/// How to load the project, as the client saw it (its directory and environment).
+/// How to load the project, as the client saw it (its directory and environment), and which
+/// services it asked for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProjectRef {
-    pub file: Option<PathBuf>,
-    pub project_name: Option<String>,
-    pub project_directory: Option<PathBuf>,
-    pub env_file: Option<PathBuf>,
-    pub cwd: PathBuf,
-    pub env: HashMap<String, String>,
+    pub options: LoadOptions,
     pub profiles: Vec<String>,
     /// Services named on the command line; all active ones when empty.
     pub services: Vec<String>,
-}
-
-impl ProjectRef {
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            file: self.file.clone(),
-            project_name: self.project_name.clone(),
-            project_directory: self.project_directory.clone(),
-            env_file: self.env_file.clone(),
-            cwd: self.cwd.clone(),
-            env: self.env.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
