@@ -19,11 +19,16 @@ pub struct DownArgs {
 /// The project's name, from the file when it loads, else from `-p` or the directory name: a
 /// project whose file became invalid can still be taken down.
 pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
+    project_and_order(project).map(|(name, _)| name)
+}
+
+/// The name, and the stop order when the file loads (else none: any order will do).
+fn project_and_order(project: &ProjectArgs) -> anyhow::Result<(String, Vec<Vec<String>>)> {
     let opts = project.load_options().context("reading the working directory")?;
     match config::load(&opts) {
-        Ok(p) => Ok(p.name),
+        Ok(p) => Ok((p.name.clone(), p.graph.stop_layers())),
         Err(e) => match &opts.project_name {
-            Some(n) => Ok(n.clone()),
+            Some(n) => Ok((n.clone(), vec![])),
             None => {
                 let dir = opts
                     .cwd
@@ -34,7 +39,7 @@ pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
                 if n.is_empty() {
                     Err(e.into())
                 } else {
-                    Ok(n)
+                    Ok((n, vec![]))
                 }
             }
         },
@@ -42,7 +47,7 @@ pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
 }
 
 pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
-    let name = project_name(project)?;
+    let (name, layers) = project_and_order(project)?;
     let home = Home::from_env();
     let _lock = ProjectLock::acquire(&home.project(&name), "down", |holder| {
         eprintln!("waiting for {holder} to finish with project {name}...")
@@ -68,9 +73,8 @@ pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
                 eprintln!("{name}: nothing to remove");
                 return Ok(());
             };
-            let order: Vec<String> = state.containers.keys().cloned().collect();
             let state = std::sync::Mutex::new(state);
-            let errors = engine(&home)?.down(&name, &state, &order, args.volumes);
+            let errors = engine(&home)?.down(&name, &state, &layers, args.volumes);
             let left = state.into_inner().expect("state");
             if errors.is_empty() {
                 ProjectState::remove(&state_file)?;

@@ -190,18 +190,34 @@ impl Engine {
         &self,
         project_name: &str,
         state: &Mutex<ProjectState>,
-        stop_order: &[String],
+        stop_layers: &[Vec<String>],
         volumes: bool,
     ) -> Vec<EngineError> {
-        let mut errors = Vec::new();
-        let mut names: Vec<String> =
+        // Containers of services the graph does not know (removed from the file, or no file to
+        // read) go first; then the graph's stop layers, each layer's containers in parallel.
+        let saved: Vec<String> =
             state.lock().expect("state lock").containers.keys().cloned().collect();
-        names.sort_by_key(|n| stop_order.iter().position(|x| x == n).unwrap_or(0));
-        for name in names {
-            let rec = state.lock().expect("state lock").containers.get(&name).cloned();
-            if let Some(rec) = rec {
-                errors.extend(self.remove(&rec));
-                state.lock().expect("state lock").containers.remove(&name);
+        let known: Vec<&String> = stop_layers.iter().flatten().collect();
+        let mut layers: Vec<Vec<String>> =
+            vec![saved.iter().filter(|s| !known.contains(s)).cloned().collect()];
+        layers.extend(
+            stop_layers.iter().map(|l| l.iter().filter(|s| saved.contains(s)).cloned().collect()),
+        );
+        let mut errors = Vec::new();
+        for layer in layers.into_iter().filter(|l| !l.is_empty()) {
+            let records: Vec<_> = {
+                let st = state.lock().expect("state lock");
+                layer.iter().filter_map(|s| st.containers.get(s).cloned()).collect()
+            };
+            let results: Vec<Vec<EngineError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    records.iter().map(|rec| scope.spawn(|| self.remove(rec))).collect();
+                handles.into_iter().map(|h| h.join().expect("remove thread")).collect()
+            });
+            errors.extend(results.into_iter().flatten());
+            let mut st = state.lock().expect("state lock");
+            for s in &layer {
+                st.containers.remove(s);
             }
         }
         if let Err(source) = crate::runtime::remove_project_cgroups(project_name) {

@@ -66,6 +66,7 @@ impl Supervisor {
             state: Mutex::new(ProjectState::default()),
             op: tokio::sync::Mutex::new(()),
             name: Mutex::new(String::new()),
+            stop_layers: Mutex::new(Vec::new()),
         });
         // Handlers first: a container can exit during the first reconcile already.
         let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
@@ -149,12 +150,15 @@ struct Shared {
     /// One reconcile or down at a time.
     op: tokio::sync::Mutex<()>,
     name: Mutex<String>,
+    /// The stop order of the project as last reconciled.
+    stop_layers: Mutex<Vec<Vec<String>>>,
 }
 
 impl Shared {
     fn reconcile(&self, pref: &ProjectRef, first: bool) -> Result<String, String> {
         let project = config::load(&pref.options).map_err(|e| e.to_string())?;
         *self.name.lock().expect("name") = project.name.clone();
+        *self.stop_layers.lock().expect("layers") = project.graph.stop_layers();
         let state_file = self.home.state_file(&project.name);
         if first {
             let mut saved =
@@ -184,11 +188,10 @@ impl Shared {
 
     fn down_blocking(&self, volumes: bool) -> Vec<String> {
         let name = self.name.lock().expect("name").clone();
-        let order: Vec<String> =
-            self.state.lock().expect("state").containers.keys().cloned().collect();
+        let layers = self.stop_layers.lock().expect("layers").clone();
         let errors: Vec<String> = self
             .engine
-            .down(&name, &self.state, &order, volumes)
+            .down(&name, &self.state, &layers, volumes)
             .iter()
             .map(ToString::to_string)
             .collect();
