@@ -106,7 +106,9 @@ fn main() {
     } else {
         run_half("devenv", || {
             let d = Devenv::new(&cfg.devenv_bin, &layout)?;
-            measure(&d, cfg.rounds)
+            let mut fig = measure(&d, cfg.rounds)?;
+            fig.create_start = create_start(&cfg.devenv_bin, d.home(), WARMUPS + cfg.rounds)?;
+            Ok(fig)
         })
     };
     let docker = if !cfg.wants("docker") {
@@ -203,6 +205,9 @@ struct Figures {
     noop: Vec<f64>,
     down: Vec<f64>,
     start_one: Vec<f64>,
+    /// devenv only: the runtime's create + start of one prepared container (what `up` pays per
+    /// container once its image is unpacked), measured through the library.
+    create_start: Vec<f64>,
     /// devenv only: `down` of the exited one-service project (`docker run --rm` includes it).
     remove_one: Vec<f64>,
     /// Per process group (e.g. "dockerd", "containerd"), one sample per round, 3 services up.
@@ -878,6 +883,16 @@ fn markdown(
     );
     time_row(
         &mut t,
+        "create + start of one container by the runtime (libcontainer through the helper)",
+        devenv,
+        docker,
+        |f| &f.create_start,
+        Some("—"),
+        "< 30 ms",
+        under(30.0),
+    );
+    time_row(
+        &mut t,
         "remove that exited container (devenv `down`)",
         devenv,
         docker,
@@ -929,6 +944,7 @@ fn samples_json(half: &Half) -> Value {
                 "noop_up": micros(&f.noop),
                 "down_3_services": micros(&f.down),
                 "start_one": micros(&f.start_one),
+                "create_start": micros(&f.create_start),
                 "remove_one": micros(&f.remove_one),
             },
             "rss_kib": f.rss_kib,
@@ -970,4 +986,70 @@ fn write_outputs(
     std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
     std::fs::write(dir.join("lifecycle.md"), table)?;
     Ok(path)
+}
+
+/// Create + start of a busybox `true` container through devenv's runtime driver, on one prepared
+/// bundle (overlay over the store's layers, spec from the library): the per-container cost of
+/// `up` without the CLI, supervisor and state around it. The first run, which pays for the
+/// sealed copy of the helper binary, is left out as a warm-up.
+fn create_start(bin: &Path, home: &Path, runs: usize) -> Result<Vec<f64>> {
+    use devenv::config::forms::Command as Cmd;
+    use devenv::config::model::Service;
+    use devenv::image::{Reference, Store};
+    use devenv::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
+    use devenv::runtime::{cgroups_path, init_binary, rootfs, try_wait_exit, write_bundle};
+    use devenv::runtime::{Runtime, Stdio as RtStdio, Youki};
+
+    devenv::runtime::set_child_subreaper()?;
+    let store = Store::open(home.join("images"))?;
+    let image = store.resolve(&Reference::parse(IMAGE)?)?.context("the busybox image is loaded")?;
+    let work = tempfile::Builder::new().prefix("devenv-bench-rt").tempdir()?;
+    let (bundle, upper, wdir) =
+        (work.path().join("b"), work.path().join("u"), work.path().join("w"));
+    let root = bundle.join("rootfs");
+    for d in [&root, &upper, &wdir] {
+        std::fs::create_dir_all(d)?;
+    }
+    rootfs::mount_overlay(&image.layers, &upper, &wdir, &root)?;
+    let result = (|| -> Result<Vec<f64>> {
+        let service = Service { command: Some(Cmd(vec!["true".into()])), ..Service::default() };
+        let config = image.config.config().clone().unwrap_or_default();
+        let init = init_binary(&work.path().join("bin"))?;
+        let mut spec = build_spec(&SpecInput {
+            service_name: "one",
+            service: &service,
+            image_config: &config,
+            rootfs: &root,
+            network: NetworkNamespace::New,
+            volume_dirs: &|n| work.path().join(n),
+            hosts_file: None,
+            resolv_conf: None,
+            init: Some(&init),
+            extra_env: &[],
+        })?;
+        devenv::runtime::driver::fit_rlimits(&mut spec);
+        let runtime = Youki::new(work.path().join("state"), bin);
+        let mut times = Vec::new();
+        for i in 0..runs + 1 {
+            let id = format!("bench-rt-{}-{i}", std::process::id());
+            write_bundle(&bundle, &mut spec, &cgroups_path("devenv-bench", &id))?;
+            let log = std::fs::File::create(work.path().join("log"))?;
+            let stdio =
+                RtStdio { stdin: None, stdout: log.try_clone()?.into(), stderr: log.into() };
+            let t = Instant::now();
+            let pid = runtime.create(&id, &bundle, stdio)?;
+            runtime.start(&id)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while try_wait_exit(pid)?.is_none() {
+                ensure!(Instant::now() < deadline, "container {id} did not exit");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            runtime.delete(&id, true)?;
+        }
+        let _ = devenv::runtime::remove_project_cgroups("devenv-bench");
+        Ok(times.split_off(1))
+    })();
+    rootfs::unmount(&root)?;
+    result
 }

@@ -18,18 +18,25 @@ impl Engine {
     pub fn stop(&self, rec: &ContainerRecord) -> bool {
         let (Some(pid), Some(start)) = (rec.pid, rec.pid_start) else { return false };
         let alive = || process_start_time(pid) == Some(start);
+        // Opened before the signal and checked against the start time after: the descriptor
+        // then refers to the container's init even if its pid is reused later.
+        let pidfd = PidFd::open(pid).filter(|_| alive());
         if !alive() {
             return false;
         }
         let signal = parse_signal(&rec.stop_signal).unwrap_or(Signal::SIGTERM);
         let _ = kill(Pid::from_raw(pid), signal);
-        if wait_gone(&alive, Duration::from_millis(rec.stop_grace_ms)) {
+        let wait = |limit| match &pidfd {
+            Some(fd) => fd.wait(limit),
+            None => poll_gone(&alive, limit),
+        };
+        if wait(Duration::from_millis(rec.stop_grace_ms)) {
             reap(pid);
             return false;
         }
         tracing::debug!(container = %rec.id, "grace period over; killing");
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        wait_gone(&alive, Duration::from_secs(10));
+        wait(Duration::from_secs(10));
         reap(pid);
         true
     }
@@ -69,7 +76,8 @@ fn reap(pid: i32) {
     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
 
-fn wait_gone(alive: &dyn Fn() -> bool, limit: Duration) -> bool {
+/// Waits for a process that may not be our child by polling its start time.
+fn poll_gone(alive: &dyn Fn() -> bool, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(1);
     while alive() {
@@ -80,6 +88,38 @@ fn wait_gone(alive: &dyn Fn() -> bool, limit: Duration) -> bool {
         pause = (pause * 2).min(Duration::from_millis(20));
     }
     true
+}
+
+/// A pidfd: readable the moment its process exits, child or not (Linux 5.3+).
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: i32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a descriptor we now own.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Whether the process exited within `limit`.
+    fn wait(&self, limit: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) => return false,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 /// `SIGTERM`, `TERM`, `15`.
