@@ -176,4 +176,26 @@ mod tests {
         assert_eq!(tail_lines(&p, None).unwrap().0.len(), 3);
         assert_eq!(tail_lines(&dir.path().join("none"), None).unwrap().0.len(), 0);
     }
+
+    #[test]
+    fn large_logs_rotate_and_writers_keep_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("svc.log");
+        let mut writer = std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        writer.write_all(b"small\n").unwrap();
+        assert!(!rotate_if_large(&p).unwrap());
+        writer.write_all(&vec![b'x'; ROTATE_BYTES as usize]).unwrap();
+        assert!(rotate_if_large(&p).unwrap());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("svc.log.1")).unwrap().len(),
+            ROTATE_BYTES + 6
+        );
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "after\n",
+            "O_APPEND writes land at the new end"
+        );
+    }
 }
