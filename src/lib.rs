@@ -7,6 +7,7 @@ pub mod engine;
 pub mod graph;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod state;
 pub mod suggest;
