@@ -6,13 +6,20 @@
 //! implementation speaks rtnetlink. Names on the host follow DESIGN.md: bridges `dv-<hash>`, host
 //! veth ends `dv<hash>`, rules in the nftables table `inet devenv`.
 
+pub mod bridge;
 pub mod ipam;
+pub mod netlink;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+pub use bridge::{
+    attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
+    ContainerAttachment,
+};
 pub use ipam::{HostNet, Ipam, DEFAULT_POOL};
 pub use ipnet::Ipv4Net;
+pub use netlink::{Netlink, NetnsConfig, NetnsRef, RecordingNetlink, RtNetlink};
 
 /// Errors of the network layer. Each names the object it was working on, so a message read
 /// without the code still says what failed.
