@@ -1,0 +1,161 @@
+//! The network layer against the real kernel, as root: a project bridge, two "containers" (network
+//! namespaces of `unshare --net sleep` processes) on veths, checked with real tools, and the
+//! teardown checked for leftovers. Parallel-safe: every test has its own project name and home,
+//! so its own link names and subnet.
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+
+use devenv::network::{
+    attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
+    ContainerAttachment, Ipam, Netlink, NetnsRef, RtNetlink, DEFAULT_POOL,
+};
+
+fn root() -> bool {
+    let ok = nix::unistd::geteuid().is_root();
+    if !ok {
+        eprintln!("skipped: needs root");
+    }
+    ok
+}
+
+/// A process alone in a new network namespace; killing it removes the namespace.
+struct Netns(Child);
+
+impl Netns {
+    fn new() -> Netns {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "300"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        // unshare execs sleep after unsharing; wait until the namespace differs from ours.
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        for _ in 0..200 {
+            match std::fs::read_link(format!("/proc/{}/ns/net", child.id())) {
+                Ok(ns) if ns != ours => return Netns(child),
+                _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        panic!("unshare --net did not take effect");
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Runs a command inside the namespace; returns (success, stdout).
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", self.pid()))
+            .args(args)
+            .output()
+            .expect("nsenter");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Deletes the test's links even when an assertion fails halfway.
+struct LinkGuard(Vec<String>);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", l]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn links() -> String {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{prefix}-{}-{}", std::process::id(), nanos.subsec_nanos())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_and_veths_connect_two_namespaces() {
+    if !root() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let project = unique("nettest");
+    let hash = project_hash(&project, home.path());
+    let bridge = bridge_name(&hash);
+    let nl = RtNetlink::new().unwrap();
+    let ipam = Ipam::new(home.path().join("network"), DEFAULT_POOL.parse().unwrap());
+    let subnet = ipam.lease_subnet(&project, None, &nl.host_networks().await.unwrap()).unwrap();
+
+    let names = ["a", "b"];
+    let veths: Vec<String> = names.iter().map(|n| veth_name(&hash, n)).collect();
+    let mut guard = LinkGuard(veths.clone());
+    guard.0.push(bridge.clone());
+
+    let index = ensure_bridge(&nl, &bridge, subnet).await.unwrap();
+    assert_eq!(ensure_bridge(&nl, &bridge, subnet).await.unwrap(), index, "reused");
+
+    let spaces = [Netns::new(), Netns::new()];
+    let mut addrs: Vec<Ipv4Addr> = Vec::new();
+    for ((name, veth), ns) in names.iter().zip(&veths).zip(&spaces) {
+        let addr = ipam.allocate(&project, name).unwrap();
+        let att = ContainerAttachment::new(veth.clone(), NetnsRef::of_pid(ns.pid()), addr, subnet)
+            .unwrap();
+        attach(&nl, &bridge, &att).await.unwrap();
+        addrs.push(addr);
+    }
+
+    // Inside: eth0 with the address and the host's default-route MTU, lo up, default route.
+    let mtu = nl.default_route_mtu().await.unwrap().unwrap_or(1500);
+    let (ok, eth0) = spaces[0].run(&["ip", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(ok && eth0.contains(&format!("{}/{}", addrs[0], subnet.prefix_len())), "{eth0}");
+    let (_, link) = spaces[0].run(&["ip", "-o", "link", "show", "dev", "eth0"]);
+    assert!(link.contains(&format!("mtu {mtu} ")), "{link}");
+    let (_, lo) = spaces[0].run(&["ip", "-o", "link", "show", "dev", "lo"]);
+    assert!(lo.contains(",UP"), "{lo}");
+    let (_, route) = spaces[0].run(&["ip", "route", "show", "default"]);
+    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    assert!(route.contains(&format!("default via {gw} dev eth0")), "{route}");
+    // The container end was created inside: it never existed on the host.
+    assert!(!links().contains(": eth0@"), "no eth0 peer on the host");
+
+    // Namespace to namespace across the bridge, and to the gateway.
+    for (from, to) in [(0, addrs[1]), (1, addrs[0]), (0, gw)] {
+        let to = to.to_string();
+        let (ok, _) = spaces[from].run(&["busybox", "ping", "-c", "1", "-W", "2", &to]);
+        assert!(ok, "ping {to} from namespace {from}");
+    }
+
+    // Teardown: veths, bridge, leases, namespaces; then nothing of the test is left.
+    for veth in &veths {
+        detach(&nl, veth).await.unwrap();
+        detach(&nl, veth).await.unwrap();
+    }
+    delete_bridge(&nl, &bridge).await.unwrap();
+    ipam.release_project(&project).unwrap();
+    let pids: Vec<u32> = spaces.iter().map(Netns::pid).collect();
+    drop(spaces);
+    let left = links();
+    for name in veths.iter().chain([&bridge]) {
+        assert!(
+            !left.contains(&format!(" {name}:")) && !left.contains(&format!(" {name}@")),
+            "{name} left: {left}"
+        );
+    }
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
+            "netns of {pid} left"
+        );
+    }
+    assert_eq!(ipam.subnet_of(&project).unwrap(), None);
+}
