@@ -6,9 +6,10 @@
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 
+use devenv::network::firewall::{self, ProjectRules, Protocol, PublishedPort};
 use devenv::network::{
     attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
-    ContainerAttachment, Ipam, Netlink, NetnsRef, RtNetlink, DEFAULT_POOL,
+    ContainerAttachment, HostLock, Ipam, Netlink, NetnsRef, RtNetlink, DEFAULT_POOL, HOST_LOCK,
 };
 
 fn root() -> bool {
@@ -94,6 +95,9 @@ async fn bridge_and_veths_connect_two_namespaces() {
     let bridge = bridge_name(&hash);
     let nl = RtNetlink::new().unwrap();
     let ipam = Ipam::new(home.path().join("network"), DEFAULT_POOL.parse().unwrap());
+    // Other test processes (other homes) choose subnets too: the kernel decides, under the
+    // host-wide lock, until our bridge has its address.
+    let host_lock = HostLock::acquire(std::path::Path::new(HOST_LOCK)).unwrap();
     let subnet = ipam.lease_subnet(&project, None, &nl.host_networks().await.unwrap()).unwrap();
 
     let names = ["a", "b"];
@@ -102,6 +106,7 @@ async fn bridge_and_veths_connect_two_namespaces() {
     guard.0.push(bridge.clone());
 
     let index = ensure_bridge(&nl, &bridge, subnet).await.unwrap();
+    drop(host_lock);
     assert_eq!(ensure_bridge(&nl, &bridge, subnet).await.unwrap(), index, "reused");
 
     let spaces = [Netns::new(), Netns::new()];
@@ -158,4 +163,88 @@ async fn bridge_and_veths_connect_two_namespaces() {
         );
     }
     assert_eq!(ipam.subnet_of(&project).unwrap(), None);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_port_reaches_a_namespace_through_loopback() {
+    if !root() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let project = unique("fwtest");
+    let hash = project_hash(&project, home.path());
+    let bridge = bridge_name(&hash);
+    let nl = RtNetlink::new().unwrap();
+    let ipam = Ipam::new(home.path().join("network"), DEFAULT_POOL.parse().unwrap());
+    // Other test processes (other homes) choose subnets too: the kernel decides, under the
+    // host-wide lock, until our bridge has its address.
+    let host_lock = HostLock::acquire(std::path::Path::new(HOST_LOCK)).unwrap();
+    let subnet = ipam.lease_subnet(&project, None, &nl.host_networks().await.unwrap()).unwrap();
+    let veth = veth_name(&hash, "web");
+    let _guard = LinkGuard(vec![veth.clone(), bridge.clone()]);
+
+    ensure_bridge(&nl, &bridge, subnet).await.unwrap();
+    drop(host_lock);
+    let ns = Netns::new();
+    let addr = ipam.allocate(&project, "web").unwrap();
+    let att = ContainerAttachment::new(veth.clone(), NetnsRef::of_pid(ns.pid()), addr, subnet);
+    attach(&nl, &bridge, &att.unwrap()).await.unwrap();
+
+    // A web server in the namespace, serving a file that names the test.
+    let root_dir = tempfile::tempdir().unwrap();
+    std::fs::write(root_dir.path().join("who"), &project).unwrap();
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", ns.pid()))
+        .args(["/usr/bin/python3", "-m", "http.server", "8000", "--bind", "0.0.0.0", "-d"])
+        .arg(root_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let host_port = free_port();
+    let ports = [PublishedPort {
+        host_ip: None,
+        host_port,
+        container: addr,
+        container_port: 8000,
+        protocol: Protocol::Tcp,
+    }];
+    let rules = ProjectRules { hash: &hash, bridge: &bridge, subnet, ports: &ports };
+    firewall::apply(&rules).unwrap();
+    firewall::apply(&rules).unwrap(); // idempotent: replaces, does not duplicate
+    assert_eq!(firewall::project_chains(&hash).unwrap().len(), 3);
+
+    let url = format!("http://127.0.0.1:{host_port}/who");
+    let mut body = String::new();
+    for _ in 0..100 {
+        let out = Command::new("curl").args(["-sf", "--max-time", "2", &url]).output().unwrap();
+        if out.status.success() {
+            body = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(body, project, "curl {url} through the DNAT");
+
+    firewall::remove(&hash, &bridge).unwrap();
+    firewall::remove(&hash, &bridge).unwrap();
+    assert!(firewall::project_chains(&hash).unwrap().is_empty(), "chains of {hash} left");
+    detach(&nl, &veth).await.unwrap();
+    delete_bridge(&nl, &bridge).await.unwrap();
+    ipam.release_project(&project).unwrap();
+    let pid = ns.pid();
+    drop(ns);
+    let left = links();
+    assert!(
+        !left.contains(&format!(" {bridge}:")) && !left.contains(&format!(" {veth}@")),
+        "{left}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists());
 }

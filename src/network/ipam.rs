@@ -21,6 +21,37 @@ use super::{NetworkError, Result};
 /// The pool subnets come from unless the caller configures another.
 pub const DEFAULT_POOL: &str = "10.89.0.0/16";
 
+/// Where [`HostLock`] lives: one file for the whole host, not per DEVENV_HOME.
+pub const HOST_LOCK: &str = "/run/devenv/network.lock";
+
+/// Serializes the choice of subnets across DEVENV_HOMEs on one host. Leases keep one home's
+/// projects apart; between homes only the kernel knows, so hold this from reading the host's
+/// networks until the new bridge carries its gateway address, and the next reader sees it.
+pub struct HostLock(#[allow(dead_code)] File);
+
+impl HostLock {
+    /// Blocks until the lock at `path` (normally [`HOST_LOCK`]) is ours; released on drop.
+    pub fn acquire(path: &Path) -> Result<HostLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)
+                .map_err(|e| NetworkError::io(format!("creating {}", dir.display()), e))?;
+        }
+        lock_file(path).map(HostLock)
+    }
+}
+
+fn lock_file(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| NetworkError::io(format!("opening {}", path.display()), e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| NetworkError::io(format!("locking {}", path.display()), e.into()))?;
+    Ok(file)
+}
+
 /// A network already in use on the host, with a description used in overlap errors
 /// (e.g. `route 10.0.0.0/8 dev eth1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,16 +211,7 @@ impl Ipam {
     fn lock(&self) -> Result<File> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| NetworkError::io(format!("creating {}", self.dir.display()), e))?;
-        let path = self.dir.join("leases.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| NetworkError::io(format!("opening {}", path.display()), e))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| NetworkError::io(format!("locking {}", path.display()), e.into()))?;
-        Ok(file)
+        lock_file(&self.dir.join("leases.lock"))
     }
 
     fn read(&self) -> Result<Leases> {

@@ -7,6 +7,7 @@
 //! veth ends `dv<hash>`, rules in the nftables table `inet devenv`.
 
 pub mod bridge;
+pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 
@@ -17,7 +18,8 @@ pub use bridge::{
     attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
     ContainerAttachment,
 };
-pub use ipam::{HostNet, Ipam, DEFAULT_POOL};
+pub use firewall::{ProjectRules, Protocol, PublishedPort};
+pub use ipam::{HostLock, HostNet, Ipam, DEFAULT_POOL, HOST_LOCK};
 pub use ipnet::Ipv4Net;
 pub use netlink::{Netlink, NetnsConfig, NetnsRef, RecordingNetlink, RtNetlink};
 
@@ -54,6 +56,13 @@ pub enum NetworkError {
         op: String,
         #[source]
         source: rtnetlink::Error,
+    },
+    #[error("nftables: {op}: {source}: {stderr}")]
+    Firewall {
+        op: String,
+        stderr: String,
+        #[source]
+        source: Box<nftables::helper::NftablesError>,
     },
     #[error("netlink: {op}: {message}")]
     Kernel { op: String, message: String },
