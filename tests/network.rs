@@ -165,6 +165,33 @@ async fn bridge_and_veths_connect_two_namespaces() {
     assert_eq!(ipam.subnet_of(&project).unwrap(), None);
 }
 
+/// The host's first global IPv4 address outside devenv's links.
+fn host_address() -> String {
+    let out =
+        Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line =
+        text.lines().find(|l| !l.split_whitespace().nth(1).unwrap_or("dv").starts_with("dv"));
+    let cidr = line.and_then(|l| l.split_whitespace().nth(3)).expect("a global IPv4 address");
+    cidr.split('/').next().unwrap().to_string()
+}
+
+/// GETs `url` from the host or inside a namespace, retrying while the server starts.
+async fn curl(from: Option<&Netns>, url: &str) -> String {
+    for _ in 0..100 {
+        let mut cmd = Command::new("nsenter");
+        if let Some(ns) = from {
+            cmd.arg(format!("--net=/proc/{}/ns/net", ns.pid()));
+        }
+        let out = cmd.args(["curl", "-sf", "--max-time", "2", url]).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    String::new()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -185,7 +212,7 @@ async fn published_port_reaches_a_namespace_through_loopback() {
     let host_lock = HostLock::acquire(std::path::Path::new(HOST_LOCK)).unwrap();
     let subnet = ipam.lease_subnet(&project, None, &nl.host_networks().await.unwrap()).unwrap();
     let veth = veth_name(&hash, "web");
-    let _guard = LinkGuard(vec![veth.clone(), bridge.clone()]);
+    let mut _guard = LinkGuard(vec![veth.clone(), bridge.clone()]);
 
     ensure_bridge(&nl, &bridge, subnet).await.unwrap();
     drop(host_lock);
@@ -219,24 +246,40 @@ async fn published_port_reaches_a_namespace_through_loopback() {
     firewall::apply(&rules).unwrap(); // idempotent: replaces, does not duplicate
     assert_eq!(firewall::project_chains(&hash).unwrap().len(), 3);
 
-    let url = format!("http://127.0.0.1:{host_port}/who");
-    let mut body = String::new();
-    for _ in 0..100 {
-        let out = Command::new("curl").args(["-sf", "--max-time", "2", &url]).output().unwrap();
-        if out.status.success() {
-            body = String::from_utf8_lossy(&out.stdout).into_owned();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // From the host through loopback and through its own address, and from another container
+    // of the project through the host's address (hairpin).
+    let client = Netns::new();
+    let client_addr = ipam.allocate(&project, "client").unwrap();
+    let client_veth = veth_name(&hash, "client");
+    _guard.0.push(client_veth.clone());
+    let att = ContainerAttachment::new(
+        client_veth.clone(),
+        NetnsRef::of_pid(client.pid()),
+        client_addr,
+        subnet,
+    );
+    attach(&nl, &bridge, &att.unwrap()).await.unwrap();
+    let host_addr = host_address();
+    for (from, host) in
+        [(None, "127.0.0.1".to_string()), (None, host_addr.clone()), (Some(&client), host_addr)]
+    {
+        let url = format!("http://{host}:{host_port}/who");
+        assert_eq!(
+            curl(from, &url).await,
+            project,
+            "curl {url} from {}",
+            if from.is_some() { "the client namespace" } else { "the host" }
+        );
     }
     let _ = server.kill();
     let _ = server.wait();
-    assert_eq!(body, project, "curl {url} through the DNAT");
 
     firewall::remove(&hash, &bridge).unwrap();
     firewall::remove(&hash, &bridge).unwrap();
     assert!(firewall::project_chains(&hash).unwrap().is_empty(), "chains of {hash} left");
     detach(&nl, &veth).await.unwrap();
+    detach(&nl, &client_veth).await.unwrap();
+    drop(client);
     delete_bridge(&nl, &bridge).await.unwrap();
     ipam.release_project(&project).unwrap();
     let pid = ns.pid();

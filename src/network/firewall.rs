@@ -111,6 +111,15 @@ pub fn ruleset(r: &ProjectRules) -> Value {
         matches("ip", "daddr", prefix(r.subnet)),
         {"masquerade": null},
     ])));
+    // Hairpin: a container reaching another of the project through a published port on the host's
+    // address; without this the reply would go straight back over the bridge, from an address the
+    // client never talked to.
+    cmds.push(masq(json!([
+        matches("ip", "saddr", prefix(r.subnet)),
+        matches("ip", "daddr", prefix(r.subnet)),
+        {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+        {"masquerade": null},
+    ])));
     // Egress: the project's subnet going anywhere but itself.
     cmds.push(masq(json!([
         matches("ip", "saddr", prefix(r.subnet)),
@@ -140,10 +149,21 @@ fn sysctl(path: &str) -> Result<()> {
     std::fs::write(path, "1").map_err(|e| NetworkError::io(format!("writing 1 to {path}"), e))
 }
 
+/// Serializes changes to the table between processes: without it, one project's teardown could
+/// see the table empty and delete it just as another project's rules go in.
+const FIREWALL_LOCK: &str = "/run/devenv/firewall.lock";
+
+fn firewall_lock() -> Result<std::fs::File> {
+    std::fs::create_dir_all("/run/devenv")
+        .map_err(|e| NetworkError::io("creating /run/devenv", e))?;
+    super::ipam::lock_file(std::path::Path::new(FIREWALL_LOCK))
+}
+
 /// Installs or replaces the project's rules; sets `ip_forward` and the bridge's `route_localnet`
 /// (DNAT of 127.0.0.1 to another interface is dropped as martian without it); opens Docker's
 /// DOCKER-USER chain for the bridge when dockerd has made one.
 pub fn apply(r: &ProjectRules) -> Result<()> {
+    let _lock = firewall_lock()?;
     sysctl("/proc/sys/net/ipv4/ip_forward")?;
     sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge))?;
     nft(&ruleset(r), &format!("installing the rules of {}", r.bridge))?;
@@ -174,6 +194,7 @@ fn table_chains(v: &Value) -> Vec<String> {
 /// Deletes the project's chains, and the table when no project has any left. Best effort over the
 /// pieces: every one is tried, the first error is returned.
 pub fn remove(hash: &str, bridge: &str) -> Result<()> {
+    let _lock = firewall_lock()?;
     let mut first = docker_user(bridge, false).err();
     let mine = project_chains(hash)?;
     let cmds: Vec<Value> = mine
@@ -261,11 +282,12 @@ mod tests {
         let flushed = cmds.iter().filter(|c| c.get("flush").is_some()).count();
         assert_eq!(flushed, 3);
         let rules: Vec<&Value> = cmds.iter().filter_map(|c| c["add"].get("rule")).collect();
-        assert_eq!(rules.len(), 4);
+        assert_eq!(rules.len(), 5);
         let dnat = &rules[0]["expr"][2]["dnat"];
         assert_eq!(dnat, &json!({"family": "ip", "addr": "10.89.3.2", "port": 80}));
         assert_eq!(rules[0]["expr"][1]["match"]["right"], json!(8080));
         assert_eq!(rules[1]["chain"], "out-abcd1234");
-        assert_eq!(rules[3]["expr"][1]["match"]["op"], "!=");
+        assert_eq!(rules[3]["expr"][2]["match"]["right"], "dnat");
+        assert_eq!(rules[4]["expr"][1]["match"]["op"], "!=");
     }
 }
