@@ -108,6 +108,14 @@ async fn bridge_and_veths_connect_two_namespaces() {
     let index = ensure_bridge(&nl, &bridge, subnet).await.unwrap();
     drop(host_lock);
     assert_eq!(ensure_bridge(&nl, &bridge, subnet).await.unwrap(), index, "reused");
+    // Another home knows nothing of our leases, but the kernel shows the bridge's address.
+    let other_home = tempfile::tempdir().unwrap();
+    let other = Ipam::new(other_home.path(), DEFAULT_POOL.parse().unwrap());
+    let hosts = nl.host_networks().await.unwrap();
+    assert!(hosts.iter().any(|h| h.net == subnet), "{subnet} not among {hosts:?}");
+    assert_ne!(other.lease_subnet("other", None, &hosts).unwrap(), subnet);
+    let err = other.lease_subnet("fixed", Some(subnet), &hosts).unwrap_err();
+    assert!(err.to_string().contains("overlaps host"), "{err}");
 
     let spaces = [Netns::new(), Netns::new()];
     let mut addrs: Vec<Ipv4Addr> = Vec::new();
@@ -179,11 +187,15 @@ fn host_address() -> String {
 /// GETs `url` from the host or inside a namespace, retrying while the server starts.
 async fn curl(from: Option<&Netns>, url: &str) -> String {
     for _ in 0..100 {
-        let mut cmd = Command::new("nsenter");
-        if let Some(ns) = from {
-            cmd.arg(format!("--net=/proc/{}/ns/net", ns.pid()));
-        }
-        let out = cmd.args(["curl", "-sf", "--max-time", "2", url]).output().unwrap();
+        let mut cmd = match from {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/proc/{}/ns/net", ns.pid())).arg("curl");
+                c
+            }
+            None => Command::new("curl"),
+        };
+        let out = cmd.args(["-sf", "--max-time", "2", url]).output().unwrap();
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
