@@ -63,6 +63,25 @@ impl Drop for Netns {
     }
 }
 
+/// A process killed on drop: a server left running inside a namespace would keep it alive.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the project's nftables chains even when an assertion fails halfway.
+struct FirewallGuard(String, String);
+
+impl Drop for FirewallGuard {
+    fn drop(&mut self) {
+        let _ = firewall::remove(&self.0, &self.1);
+    }
+}
+
 /// Deletes the test's links even when an assertion fails halfway.
 struct LinkGuard(Vec<String>);
 
@@ -236,24 +255,44 @@ async fn published_port_reaches_a_namespace_through_loopback() {
     // A web server in the namespace, serving a file that names the test.
     let root_dir = tempfile::tempdir().unwrap();
     std::fs::write(root_dir.path().join("who"), &project).unwrap();
-    let mut server = Command::new("nsenter")
+    let server = Command::new("nsenter")
         .arg(format!("--net=/proc/{}/ns/net", ns.pid()))
         .args(["/usr/bin/python3", "-m", "http.server", "8000", "--bind", "0.0.0.0", "-d"])
         .arg(root_dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Proc)
         .unwrap();
 
-    let host_port = free_port();
-    let ports = [PublishedPort {
-        host_ip: None,
-        host_port,
-        container: addr,
-        container_port: 8000,
-        protocol: Protocol::Tcp,
-    }];
+    // And a UDP echo on 9000.
+    let udp_echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9000))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(d,a)";
+    let echo = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", ns.pid()))
+        .args(["/usr/bin/python3", "-c", udp_echo])
+        .spawn()
+        .map(Proc)
+        .unwrap();
+
+    let (host_port, udp_port) = (free_port(), free_port());
+    let ports = [
+        PublishedPort {
+            host_ip: None,
+            host_port,
+            container: addr,
+            container_port: 8000,
+            protocol: Protocol::Tcp,
+        },
+        PublishedPort {
+            host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
+            host_port: udp_port,
+            container: addr,
+            container_port: 9000,
+            protocol: Protocol::Udp,
+        },
+    ];
     let rules = ProjectRules { hash: &hash, bridge: &bridge, subnet, ports: &ports };
+    let _fw_guard = FirewallGuard(hash.clone(), bridge.clone());
     firewall::apply(&rules).unwrap();
     firewall::apply(&rules).unwrap(); // idempotent: replaces, does not duplicate
     assert_eq!(firewall::project_chains(&hash).unwrap().len(), 3);
@@ -283,8 +322,20 @@ async fn published_port_reaches_a_namespace_through_loopback() {
             if from.is_some() { "the client namespace" } else { "the host" }
         );
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let mut echoed = None;
+    for _ in 0..50 {
+        sock.send_to(project.as_bytes(), ("127.0.0.1", udp_port)).unwrap();
+        let mut buf = [0u8; 100];
+        if let Ok(n) = sock.recv(&mut buf) {
+            echoed = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    drop(echo);
+    assert_eq!(echoed.as_deref(), Some(project.as_str()), "UDP echo through 127.0.0.1:{udp_port}");
+    drop(server);
 
     firewall::remove(&hash, &bridge).unwrap();
     firewall::remove(&hash, &bridge).unwrap();
