@@ -224,32 +224,40 @@ pub fn remove(hash: &str, bridge: &str) -> Result<()> {
 
 /// With Docker on the host, its FORWARD policy DROP (and br_netfilter) drops frames between
 /// containers of other bridges; an ACCEPT in DOCKER-USER for our bridge restores them. Nothing to
-/// do when the chain does not exist (dockerd never ran).
+/// do when the chain does not exist (dockerd never ran). Both iptables backends are asked: a
+/// dockerd built against the legacy one puts its chains there. (iptables-nft 1.8.9 reports a
+/// missing chain as "incompatible": only the exit status is trusted.)
 fn docker_user(bridge: &str, add: bool) -> Result<()> {
-    let iptables = |args: &[&str]| Command::new("iptables").args(args).output();
+    for program in ["iptables", "iptables-legacy"] {
+        docker_user_with(program, bridge, add)?;
+    }
+    Ok(())
+}
+
+fn docker_user_with(program: &str, bridge: &str, add: bool) -> Result<()> {
+    let iptables = |args: &[&str]| {
+        Command::new(program).args(args).stderr(std::process::Stdio::piped()).output()
+    };
     if !iptables(&["-n", "-L", "DOCKER-USER"]).is_ok_and(|o| o.status.success()) {
         return Ok(());
     }
     for dir in ["-i", "-o"] {
         let rule = ["DOCKER-USER", dir, bridge, "-j", "ACCEPT"];
-        let present = |cmd: &str| {
-            let args: Vec<&str> = [cmd].into_iter().chain(rule).collect();
-            iptables(&args).is_ok_and(|o| o.status.success())
-        };
-        if add && !present("-C") {
-            let args: Vec<&str> = ["-I"].into_iter().chain(rule).collect();
-            let out = iptables(&args).map_err(|e| NetworkError::io("running iptables", e))?;
+        let with = |cmd: &'static str| -> Vec<&str> { [cmd].into_iter().chain(rule).collect() };
+        let present = || iptables(&with("-C")).is_ok_and(|o| o.status.success());
+        if add && !present() {
+            let out = iptables(&with("-I"))
+                .map_err(|e| NetworkError::io(format!("running {program}"), e))?;
             if !out.status.success() {
                 return Err(NetworkError::Kernel {
-                    op: format!("iptables -I {}", rule.join(" ")),
+                    op: format!("{program} -I {}", rule.join(" ")),
                     message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 });
             }
         }
         // -D removes one copy a call; repeat in case a crashed run added it twice.
         if !add {
-            let del: Vec<&str> = ["-D"].into_iter().chain(rule).collect();
-            while present("-C") && iptables(&del).is_ok_and(|o| o.status.success()) {}
+            while present() && iptables(&with("-D")).is_ok_and(|o| o.status.success()) {}
         }
     }
     Ok(())
