@@ -298,4 +298,27 @@ mod tests {
         assert_eq!(rules[3]["expr"][2]["match"]["right"], "dnat");
         assert_eq!(rules[4]["expr"][1]["match"]["op"], "!=");
     }
+
+    #[test]
+    fn host_ip_and_udp_narrow_the_match() {
+        let ports = [PublishedPort {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: 5353,
+            container: Ipv4Addr::new(10, 89, 3, 2),
+            container_port: 53,
+            protocol: Protocol::Udp,
+        }];
+        let r = ProjectRules {
+            hash: "h",
+            bridge: "dv-h",
+            subnet: "10.89.3.0/24".parse().unwrap(),
+            ports: &ports,
+        };
+        let v = ruleset(&r);
+        let rule =
+            v["nftables"].as_array().unwrap().iter().find_map(|c| c["add"].get("rule")).unwrap();
+        let by_addr = json!({"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "127.0.0.1"});
+        assert_eq!(rule["expr"][0]["match"], by_addr);
+        assert_eq!(rule["expr"][1]["match"]["left"]["payload"]["protocol"], "udp");
+    }
 }
