@@ -24,9 +24,16 @@ impl Home {
         Home { root: root.into() }
     }
 
-    /// `DEVENV_HOME`, or the default.
+    /// `DEVENV_HOME`, or the default. A relative path is taken from the working directory now:
+    /// the supervisor and mount options must not depend on where they run from.
     pub fn from_env() -> Home {
-        Home::new(std::env::var_os("DEVENV_HOME").map(PathBuf::from).unwrap_or(DEFAULT_HOME.into()))
+        let root =
+            std::env::var_os("DEVENV_HOME").map(PathBuf::from).unwrap_or(DEFAULT_HOME.into());
+        let root = match std::env::current_dir() {
+            Ok(cwd) if root.is_relative() => cwd.join(root),
+            _ => root,
+        };
+        Home::new(root)
     }
 
     pub fn root(&self) -> &Path {
