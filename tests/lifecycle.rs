@@ -397,3 +397,29 @@ fn named_volumes_are_seeded_from_the_image_and_kept_until_down_v() {
     env.ok(&["down", "-v"]);
     assert!(!data.exists());
 }
+
+#[test]
+fn attaching_to_a_running_project_follows_it_and_ctrl_c_takes_it_down() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("attach").with_images(&[(Fixture::Busybox, "busybox:1.35")]);
+    env.write(
+        "devenv.yaml",
+        "services:\n  ticker:\n    image: busybox:1.35\n    network_mode: none\n    command: [sh, -c, \"sleep 0.5; while true; do echo tick; sleep 0.2; done\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let mut child = env
+        .command(&["up", "--no-color"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ticker | tick");
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(env.ps().is_empty(), "Ctrl-C took the project down");
+    env.assert_clean();
+}

@@ -52,20 +52,8 @@ pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
     let _lock = ProjectLock::acquire(&home.project(&name), "down", |holder| {
         eprintln!("waiting for {holder} to finish with project {name}...")
     })?;
-    let supervisor =
-        ProjectState::load(&home.state_file(&name)).ok().flatten().and_then(|s| s.supervisor);
-    match protocol::call(&home.socket(&name), &Request::Down { volumes: args.volumes }, None)? {
-        Some(Response::Ok { .. }) => {
-            // The supervisor exits right after answering; return once it has, so that when
-            // `down` returns nothing of the project runs.
-            if let Some((pid, start)) = supervisor {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while process_start_time(pid) == Some(start) && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            }
-        }
+    match down_via_supervisor(&home, &name, args.volumes)? {
+        Some(Response::Ok { .. }) => {}
         Some(Response::Error { message }) => anyhow::bail!(message),
         None => {
             let state_file = home.state_file(&name);
@@ -88,4 +76,23 @@ pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(home.run_dir(&name));
     eprintln!("{name}: stopped and removed");
     Ok(())
+}
+
+/// Asks the project's supervisor, if one runs, to take the project down, and returns once it has
+/// exited, so that nothing of the project runs afterwards. `None` when no supervisor answers.
+pub(super) fn down_via_supervisor(
+    home: &Home,
+    name: &str,
+    volumes: bool,
+) -> anyhow::Result<Option<Response>> {
+    let supervisor =
+        ProjectState::load(&home.state_file(name)).ok().flatten().and_then(|s| s.supervisor);
+    let response = protocol::call(&home.socket(name), &Request::Down { volumes }, None)?;
+    if let (Some(Response::Ok { .. }), Some((pid, start))) = (&response, supervisor) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_start_time(pid) == Some(start) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    Ok(response)
 }

@@ -64,8 +64,16 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
             Response::Error { message } => bail!(message),
         }
         if !args.detach {
+            // Attached to a project a supervisor runs: Ctrl-C takes it down, as in Compose.
             let mut follower = Follower::from_end(&services, colour);
-            follower.follow(&mut std::io::stdout(), Duration::from_millis(50), &|| false)?;
+            on_interrupt()?;
+            let interrupted = || INTERRUPTED.load(Ordering::Relaxed);
+            follower.follow(&mut std::io::stdout(), Duration::from_millis(50), &interrupted)?;
+            let _lock = ProjectLock::acquire(&home.project(&name), "up", |_| {})?;
+            match super::down::down_via_supervisor(&home, &name, false)? {
+                Some(Response::Error { message }) => bail!(message),
+                _ => eprintln!("{name}: stopped and removed"),
+            }
         }
         return Ok(());
     }
@@ -109,6 +117,19 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     if exit == Exit::Down {
         eprintln!("{name}: stopped and removed");
     }
+    Ok(())
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Turns SIGINT into a flag the log follower checks.
+fn on_interrupt() -> anyhow::Result<()> {
+    extern "C" fn handler(_: libc::c_int) {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    }
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { signal(Signal::SIGINT, SigHandler::Handler(handler)) }.context("handling Ctrl-C")?;
     Ok(())
 }
 
