@@ -34,6 +34,7 @@ pub mod netns;
 pub mod rootfs;
 pub mod runc;
 pub mod spec;
+pub mod user;
 pub mod youki;
 
 pub use driver::{

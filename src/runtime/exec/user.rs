@@ -1,10 +1,8 @@
 //! Who the exec'd process runs as: `-u name|uid[:group|gid]` resolved against the container's
 //! own /etc/passwd and /etc/group, or, without `-u`, the ids of the container's init.
 //!
-//! The rules are runc's `user.GetExecUser` (which Docker uses), the same as the container's own
-//! user in `runtime::spec`: a name must be in /etc/passwd, a numeric uid need not be (its gid is
-//! then 0); a user from /etc/passwd gets its primary gid there and, with no group given, the
-//! groups listing it as a member; a group by name must exist, a numeric one need not.
+//! The rules are runc's `user.GetExecUser`, shared with the container's own user in
+//! [`crate::runtime::user`].
 //!
 //! The files are read through the container's root with `openat2(RESOLVE_IN_ROOT)`, so an
 //! /etc/passwd that is a symlink to `/etc/shadow` or `../../..` reads the container's file.
@@ -14,6 +12,7 @@ use std::os::fd::AsFd;
 use super::target::Target;
 use super::ExecError;
 use crate::runtime::cp::{inside_id_of, resolve::read_in_root};
+use crate::runtime::user::{self, UserError};
 
 /// Ids inside the container's user namespace, and the home directory for `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +22,6 @@ pub(super) struct Identity {
     /// Supplementary groups (the primary gid included, as `id` shows them).
     pub groups: Vec<u32>,
     pub home: Option<String>,
-}
-
-struct Passwd {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: String,
 }
 
 /// Resolves `user` (or the init's ids when `None`) for the container `t`.
@@ -59,80 +51,17 @@ fn init_identity(t: &Target, passwd: &str) -> Result<Identity, ExecError> {
     let uid = inside_id_of(uid_map, t.ids.uid).ok_or_else(|| unmapped(t.ids.uid))?;
     let gid = inside_id_of(gid_map, t.ids.gid).ok_or_else(|| unmapped(t.ids.gid))?;
     let groups = t.ids.groups.iter().filter_map(|&g| inside_id_of(gid_map, g)).collect();
-    let home = parse_passwd(passwd).find(|p| p.uid == uid).map(|p| p.home);
-    Ok(Identity { uid, gid, groups, home })
+    Ok(Identity { uid, gid, groups, home: user::home_of(passwd, uid) })
 }
 
 /// `user`, `user:group`, `uid`, `uid:gid` (or mixed) against the two files' contents.
 pub(super) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, ExecError> {
-    let invalid = || ExecError::InvalidUser(spec.to_owned());
-    let (user, grp) = match spec.split_once(':') {
-        Some((_, g)) if g.contains(':') => return Err(invalid()),
-        Some((u, "")) => (u, None),
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user = if user.is_empty() { "0" } else { user };
-    if user.contains(char::is_whitespace) {
-        return Err(invalid());
+    match user::resolve(spec, passwd, group) {
+        Ok(u) => Ok(Identity { uid: u.uid, gid: u.gid, groups: u.groups, home: u.home }),
+        Err(UserError::Invalid(s)) => Err(ExecError::InvalidUser(s)),
+        Err(UserError::UnknownUser(s)) => Err(ExecError::UnknownUser(s)),
+        Err(UserError::UnknownGroup(s)) => Err(ExecError::UnknownGroup(s)),
     }
-    let numeric = user.parse::<u32>().ok();
-    let entry = parse_passwd(passwd).find(|p| match numeric {
-        Some(uid) => p.uid == uid,
-        None => p.name == user,
-    });
-    let (uid, mut gid, name, home) = match (entry, numeric) {
-        (Some(p), _) => (p.uid, p.gid, Some(p.name), Some(p.home)),
-        (None, Some(uid)) => (uid, 0, None, None),
-        (None, None) => return Err(ExecError::UnknownUser(user.to_owned())),
-    };
-    let mut groups = Vec::new();
-    match grp {
-        Some(g) => {
-            let found = parse_group(group).find(|(n, id, _)| n == g || id.to_string() == g);
-            gid = match (found, g.parse::<u32>()) {
-                (Some((_, id, _)), _) => id,
-                (None, Ok(id)) => id,
-                (None, Err(_)) => return Err(ExecError::UnknownGroup(g.to_owned())),
-            };
-        }
-        None => {
-            if let Some(name) = &name {
-                groups = parse_group(group)
-                    .filter(|(_, _, members)| members.iter().any(|m| m == name))
-                    .map(|(_, id, _)| id)
-                    .collect();
-            }
-        }
-    }
-    if !groups.contains(&gid) {
-        groups.insert(0, gid);
-    }
-    Ok(Identity { uid, gid, groups, home })
-}
-
-/// `name:password:uid:gid:gecos:home:shell`; comments and malformed lines skipped.
-fn parse_passwd(text: &str) -> impl Iterator<Item = Passwd> + '_ {
-    text.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        let name = f.first()?.trim().to_owned();
-        let uid = f.get(2)?.trim().parse().ok()?;
-        let gid = f.get(3)?.trim().parse().ok()?;
-        let home = f.get(5).map_or("/", |h| h.trim()).to_owned();
-        (!name.is_empty()).then_some(Passwd { name, uid, gid, home })
-    })
-}
-
-/// `name:password:gid:member,member` as (name, gid, members).
-fn parse_group(text: &str) -> impl Iterator<Item = (String, u32, Vec<String>)> + '_ {
-    text.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        let name = f.first()?.trim().to_owned();
-        let gid = f.get(2)?.trim().parse().ok()?;
-        let members = f.get(3).map_or("", |m| m).split(',').map(str::trim);
-        let members = members.filter(|m| !m.is_empty()).map(str::to_owned).collect();
-        (!name.is_empty()).then_some((name, gid, members))
-    })
 }
 
 #[cfg(test)]
