@@ -51,6 +51,9 @@ impl Engine {
             rootfs_mounted: false,
             stop_signal: stop_signal(svc, req.image),
             stop_grace_ms: svc.stop_grace_period.map_or(10_000, |d| d.0.as_millis() as u64),
+            endpoint: None,
+            ports: vec![],
+            mounts: vec![],
         };
         record(&rec)?;
         match self.create_steps(req, svc, &mut rec, record) {

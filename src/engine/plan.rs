@@ -90,6 +90,9 @@ mod tests {
             rootfs_mounted: true,
             stop_signal: "SIGTERM".into(),
             stop_grace_ms: 10_000,
+            endpoint: None,
+            ports: vec![],
+            mounts: vec![],
         }
     }
 

@@ -8,7 +8,10 @@ mod record;
 use std::path::{Path, PathBuf};
 
 pub use lock::{LockError, ProjectLock};
-pub use record::{process_start_time, ContainerRecord, ContainerStatus, ProjectState, StateError};
+pub use record::{
+    process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, MountRecord,
+    NetworkRecord, PortRecord, ProjectState, StateError,
+};
 
 /// The default state directory when `DEVENV_HOME` is not set.
 pub const DEFAULT_HOME: &str = "/var/lib/devenv";

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +32,52 @@ pub struct ProjectState {
     pub supervisor: Option<(i32, u64)>,
     /// By service name.
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// The project bridge, once created: what `down` (or the next run after a crash) removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRecord>,
+}
+
+/// The project's bridge network as set up on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    /// Names the project's links and nftables chains (`network::project_hash`).
+    pub hash: String,
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+/// A container's place on the project bridge. A `service:NAME` container copies its target's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// The host end of the veth; empty for a container sharing another's namespace.
+    pub veth: String,
+    pub ip_address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac_address: String,
+}
+
+/// A published port as set up: the host port is concrete (a chosen one for `"80"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRecord {
+    /// `0.0.0.0` for every host address.
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: crate::config::ports::Protocol,
+}
+
+/// A bind mount or volume as set up for the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    /// `rw` or `ro`.
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +119,12 @@ pub struct ContainerRecord {
     /// The signal and grace period `down` uses.
     pub stop_signal: String,
     pub stop_grace_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountRecord>,
 }
 
 impl ContainerRecord {
@@ -161,6 +216,9 @@ mod tests {
                 rootfs_mounted: false,
                 stop_signal: "SIGTERM".into(),
                 stop_grace_ms: 10_000,
+                endpoint: None,
+                ports: vec![],
+                mounts: vec![],
             },
         );
         s.save(&path).unwrap();
