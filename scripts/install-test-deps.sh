@@ -13,6 +13,9 @@ packages=(
   libseccomp-dev pkg-config
   # the second OCI runtime the runtime tests compare libcontainer with
   runc
+  # Docker beside devenv: tests/docker_coexist.rs starts a private dockerd; iptables for its
+  # DOCKER-USER chain
+  docker.io iptables
 )
 
 missing=()
@@ -26,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts these services on install; the tests run their own instances.
-for svc in redis-server nginx docker-registry; do
+for svc in redis-server nginx docker-registry docker docker.socket containerd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -2,10 +2,13 @@
 //! and resolv.conf, the OCI spec, then the runtime's create and start. Each step is recorded;
 //! when one fails, everything done so far is undone before the error is returned.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::network::hosts_text;
 use super::volumes::{prepare_mounts, volume_dir};
 use super::{Engine, EngineError};
 use crate::config::forms::NetworkMode;
@@ -15,7 +18,11 @@ use crate::image::ImageInfo;
 use crate::runtime::driver::fit_rlimits;
 use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
 use crate::runtime::{cgroups_path, init, netns, rootfs, write_bundle, Stdio};
-use crate::state::{process_start_time, ContainerRecord, ContainerStatus};
+use crate::config::volumes::MountType;
+use crate::state::{
+    process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, MountRecord,
+    NetworkRecord, PortRecord,
+};
 
 /// Everything needed to create one service's container.
 pub struct CreateRequest<'a> {
@@ -23,8 +30,16 @@ pub struct CreateRequest<'a> {
     pub service: &'a str,
     pub image: &'a ImageInfo,
     pub config_hash: String,
-    /// For `network_mode: service:NAME`: the pid of that service's container.
+    /// For `network_mode: service:NAME`: the pid of that service's container, and its endpoint,
+    /// which this one shares.
     pub join_pid: Option<i32>,
+    pub shared_endpoint: Option<EndpointRecord>,
+    /// On the bridge: the project network and this service's address.
+    pub bridge: Option<(&'a NetworkRecord, Ipv4Addr)>,
+    /// Published ports, host ports already chosen and checked.
+    pub ports: Vec<PortRecord>,
+    /// Every address of the project, for /etc/hosts.
+    pub addresses: &'a BTreeMap<String, Ipv4Addr>,
 }
 
 impl Engine {
@@ -51,9 +66,11 @@ impl Engine {
             rootfs_mounted: false,
             stop_signal: stop_signal(svc, req.image),
             stop_grace_ms: svc.stop_grace_period.map_or(10_000, |d| d.0.as_millis() as u64),
-            endpoint: None,
-            ports: vec![],
-            mounts: vec![],
+            endpoint: req.shared_endpoint.clone(),
+            ports: req.ports.clone(),
+            mounts: mount_records(svc, |name| {
+                volume_dir(&self.home, &req.project.name, name, &req.project.model)
+            }),
         };
         record(&rec)?;
         match self.create_steps(req, svc, &mut rec, record) {
@@ -92,12 +109,7 @@ impl Engine {
                     })
                 }
             },
-            NetworkMode::Bridge => {
-                return Err(EngineError::Refused {
-                    service: service.into(),
-                    message: "the project bridge network (the default network_mode) is not available yet; set `network_mode: host` or `none`".into(),
-                })
-            }
+            NetworkMode::Bridge => NetworkNamespace::New,
         };
 
         let dir = self.home.container(&rec.id);
@@ -117,7 +129,7 @@ impl Engine {
         let hostname = svc.hostname.clone().unwrap_or_else(|| service.to_owned());
         let hosts_text = match network {
             NetworkNamespace::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            _ => format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            _ => hosts_text(&req.project.name, service, &hostname, req.addresses),
         };
         std::fs::write(&hosts, hosts_text).map_err(io("cannot write", &hosts))?;
         let resolv_text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -157,7 +169,10 @@ impl Engine {
         rec.pid = Some(pid);
         rec.pid_start = process_start_time(pid);
         record(rec)?;
-        if matches!(svc.network_mode, Some(NetworkMode::None)) {
+        if let Some((net, address)) = req.bridge {
+            rec.endpoint = Some(self.attach_endpoint(net, &rec.id, address, pid)?);
+            record(rec)?;
+        } else if matches!(svc.network_mode, Some(NetworkMode::None)) {
             netns::loopback_up(pid).map_err(rt)?;
         }
         self.runtime.start(&rec.id).map_err(rt)?;
@@ -166,6 +181,32 @@ impl Engine {
         record(rec)?;
         Ok(())
     }
+}
+
+/// What `inspect` shows of the service's mounts: binds and volumes with their host source.
+fn mount_records(svc: &Service, volume_dir: impl Fn(&str) -> PathBuf) -> Vec<MountRecord> {
+    svc.volumes
+        .iter()
+        .map(|m| {
+            let source = match (m.kind, m.source.as_deref()) {
+                (MountType::Volume, Some(name)) => volume_dir(name).display().to_string(),
+                (_, Some(s)) => s.to_string(),
+                (_, None) => String::new(),
+            };
+            MountRecord {
+                kind: m.kind.to_string(),
+                source,
+                destination: m.target.clone(),
+                mode: if m.read_only { "ro" } else { "rw" }.into(),
+            }
+        })
+        .chain(svc.tmpfs.0.iter().map(|t| MountRecord {
+            kind: "tmpfs".into(),
+            source: String::new(),
+            destination: t.clone(),
+            mode: "rw".into(),
+        }))
+        .collect()
 }
 
 /// A container id unique on the host: cgroup paths are shared by every DEVENV_HOME.

@@ -6,6 +6,8 @@
 //! collects every error and carries on (`remove.rs`).
 
 mod create;
+mod down;
+mod network;
 pub mod plan;
 mod reconcile;
 mod remove;
@@ -35,19 +37,29 @@ pub enum EngineError {
     Runtime { service: String, source: crate::runtime::RuntimeError },
     #[error("service \"{service}\": {what} {}: {source}", path.display())]
     Io { service: String, what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{message}")]
+    Project { message: String },
+    #[error("project network: {source}")]
+    Network { source: crate::network::NetworkError },
+    #[error("service \"{service}\": host port {port}/{protocol} is already in use by {holder}; stop it, or publish another host port, like \"{}:{target}\"", port.saturating_add(1))]
+    PortTaken { service: String, port: u16, protocol: String, holder: String, target: u16 },
     #[error("service \"{service}\": cannot save the project state: {source}")]
     State { service: String, source: crate::state::StateError },
 }
 
-/// What the engine works with: the state directory, the image store and the OCI runtime.
+/// What the engine works with: the state directory, the image store, the OCI runtime, and the
+/// pool project subnets come from.
 pub struct Engine {
     pub home: Home,
     pub store: Store,
     pub runtime: Box<dyn Runtime>,
+    pub pool: crate::network::Ipv4Net,
 }
 
 impl Engine {
+    /// An engine with the default subnet pool ([`crate::network::DEFAULT_POOL`]).
     pub fn new(home: Home, store: Store, runtime: Box<dyn Runtime>) -> Engine {
-        Engine { home, store, runtime }
+        let pool = crate::network::DEFAULT_POOL.parse().expect("a valid default pool");
+        Engine { home, store, runtime, pool }
     }
 }

@@ -1,17 +1,19 @@
 //! Converging a project: resolve images, plan, then remove, recreate and create containers in
 //! dependency order (independent services of a layer in parallel), saving the state after every
-//! step. Also taking a whole project down. Blocking; the supervisor runs it off its event loop.
+//! step. Blocking; the supervisor runs it off its event loop.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::network::{hosts_text, mode, resolve_ports, rewrite_in_place};
 use super::plan::{config_hash, plan, Action};
 use super::{CreateRequest, Engine, EngineError};
 use crate::config::forms::NetworkMode;
 use crate::config::Project;
 use crate::image::{ImageInfo, Reference};
-use crate::state::{ContainerRecord, ProjectState, StateError};
+use crate::network::project_hash;
+use crate::state::{ContainerRecord, PortRecord, ProjectState, StateError};
 
 /// What a reconcile did, for the user.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,8 +62,62 @@ impl Engine {
                 .map_err(|source: StateError| EngineError::State { service: String::new(), source })
         };
 
-        let mut outcome = Outcome::default();
+        // Host ports are chosen and checked before anything changes.
+        let own_hash = project_hash(&project.name, self.home.root());
+        let mut ports: BTreeMap<String, Vec<PortRecord>> = BTreeMap::new();
         for a in &actions {
+            if let Action::Create(s) | Action::Recreate(s) = a {
+                ports.insert(s.clone(), resolve_ports(project, s, &own_hash)?);
+            }
+        }
+        let bridged = wanted.iter().any(|s| mode(project, s) == NetworkMode::Bridge);
+        let had_network = state.lock().expect("state lock").network.is_some();
+        let result = self.converge(project, &actions, &images, &hashes, ports, bridged, state, &save);
+        if result.is_err() && !had_network {
+            // A first attempt that failed leaves no network behind either.
+            let mut st = state.lock().expect("state lock");
+            if st.containers.is_empty() {
+                if let Some(net) = st.network.take() {
+                    for e in self.teardown_network(&project.name, &net) {
+                        tracing::warn!(error = %e, "removing the network of a failed start");
+                    }
+                }
+                save(&st)?;
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn converge(
+        &self,
+        project: &Project,
+        actions: &[Action],
+        images: &BTreeMap<String, ImageInfo>,
+        hashes: &BTreeMap<String, String>,
+        mut ports: BTreeMap<String, Vec<PortRecord>>,
+        bridged: bool,
+        state: &Mutex<ProjectState>,
+        save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
+    ) -> Result<Outcome, EngineError> {
+        let net = match bridged || state.lock().expect("state lock").network.is_some() {
+            true => Some(self.ensure_network(project, state, save)?),
+            false => None,
+        };
+        let wanted: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove(_) => None,
+                Action::Keep(s) | Action::Create(s) | Action::Recreate(s) => Some(s.clone()),
+            })
+            .collect();
+        let addresses = match &net {
+            Some(_) => self.allocate_addresses(project, &wanted)?,
+            None => BTreeMap::new(),
+        };
+
+        let mut outcome = Outcome::default();
+        for a in actions {
             if let Action::Remove(s) | Action::Recreate(s) = a {
                 let rec = state.lock().expect("state lock").containers.get(s).cloned();
                 if let Some(rec) = rec {
@@ -73,9 +129,23 @@ impl Engine {
                     save(&st)?;
                 }
                 if let Action::Remove(s) = a {
+                    if let Err(e) = self.ipam().release(&project.name, s) {
+                        tracing::warn!(service = %s, error = %e, "releasing the address");
+                    }
                     outcome.removed.push(s.clone());
                 }
             }
+        }
+        if let Some(net) = &net {
+            // Rules for what runs and what is about to: DNAT to an address whose container is
+            // not there yet is harmless, and no published port waits for the last container.
+            let pending: Vec<_> = ports
+                .iter()
+                .filter_map(|(s, p)| Some((*addresses.get(s)?, p.as_slice())))
+                .collect();
+            let st = state.lock().expect("state lock");
+            let records: Vec<&ContainerRecord> = st.containers.values().collect();
+            self.apply_firewall(&project.name, net, &records, &pending)?;
         }
 
         let mut created_now: Vec<String> = Vec::new();
@@ -93,12 +163,22 @@ impl Engine {
                                 let (Action::Create(s) | Action::Recreate(s)) = a else {
                                     unreachable!()
                                 };
+                                let (join_pid, shared_endpoint) = joined(project, s, state);
                                 let req = CreateRequest {
                                     project,
                                     service: s,
                                     image: &images[s.as_str()],
                                     config_hash: hashes[s.as_str()].clone(),
-                                    join_pid: join_pid(project, s, state),
+                                    join_pid,
+                                    shared_endpoint,
+                                    bridge: match (&net, mode(project, s)) {
+                                        (Some(n), NetworkMode::Bridge) => {
+                                            addresses.get(s.as_str()).map(|a| (n, *a))
+                                        }
+                                        _ => None,
+                                    },
+                                    ports: ports.remove(s.as_str()).unwrap_or_default(),
+                                    addresses: &addresses,
                                 };
                                 scope.spawn(move || {
                                     let mut record = |rec: &ContainerRecord| {
@@ -141,10 +221,20 @@ impl Engine {
                 }
             }
             save(&state.lock().expect("state lock"))?;
+            if let Some(net) = &net {
+                let st = state.lock().expect("state lock");
+                let records: Vec<&ContainerRecord> = st.containers.values().collect();
+                if let Err(undo) = self.apply_firewall(&project.name, net, &records, &[]) {
+                    tracing::warn!(error = %undo, "restoring the rules of what still runs");
+                }
+            }
             return Err(e);
         }
+        if net.is_some() {
+            self.refresh_hosts(project, &state.lock().expect("state lock"));
+        }
         for a in actions {
-            match a {
+            match a.clone() {
                 Action::Keep(s) => outcome.kept.push(s),
                 Action::Create(s) => outcome.created.push(s),
                 Action::Recreate(s) => outcome.recreated.push(s),
@@ -152,6 +242,33 @@ impl Engine {
             }
         }
         Ok(outcome)
+    }
+
+    /// Brings every running container's /etc/hosts up to date with the project's addresses, so
+    /// a service added later resolves in containers that were already running.
+    fn refresh_hosts(&self, project: &Project, st: &ProjectState) {
+        let addresses = match self.ipam().addresses(&project.name) {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!(error = %e, "reading the project's addresses"),
+        };
+        let mut addresses = addresses;
+        for (name, rec) in &st.containers {
+            if let (Some(ep), false) = (&rec.endpoint, addresses.contains_key(name)) {
+                addresses.insert(name.clone(), ep.ip_address);
+            }
+        }
+        for (name, rec) in &st.containers {
+            if rec.network_mode == "host" || !project.model.services.contains_key(name) {
+                continue;
+            }
+            let svc = &project.model.services[name];
+            let hostname = svc.hostname.clone().unwrap_or_else(|| name.clone());
+            let text = hosts_text(&project.name, name, &hostname, &addresses);
+            let path = self.home.container(&rec.id).join("hosts");
+            if let Err(e) = rewrite_in_place(&path, &text) {
+                tracing::warn!(service = %name, error = %e, "updating /etc/hosts");
+            }
+        }
     }
 
     /// Every wanted service's image, from the store; an error before anything is created if one
@@ -183,72 +300,25 @@ impl Engine {
         }
         Ok(out)
     }
-
-    /// Stops and removes every container of the project, in reverse dependency order, and the
-    /// named volumes too when asked. Best-effort: all errors are returned, none stops the rest.
-    pub fn down(
-        &self,
-        project_name: &str,
-        state: &Mutex<ProjectState>,
-        stop_layers: &[Vec<String>],
-        volumes: bool,
-    ) -> Vec<EngineError> {
-        // Containers of services the graph does not know (removed from the file, or no file to
-        // read) go first; then the graph's stop layers, each layer's containers in parallel.
-        let saved: Vec<String> =
-            state.lock().expect("state lock").containers.keys().cloned().collect();
-        let known: Vec<&String> = stop_layers.iter().flatten().collect();
-        let mut layers: Vec<Vec<String>> =
-            vec![saved.iter().filter(|s| !known.contains(s)).cloned().collect()];
-        layers.extend(
-            stop_layers.iter().map(|l| l.iter().filter(|s| saved.contains(s)).cloned().collect()),
-        );
-        let mut errors = Vec::new();
-        for layer in layers.into_iter().filter(|l| !l.is_empty()) {
-            let records: Vec<_> = {
-                let st = state.lock().expect("state lock");
-                layer.iter().filter_map(|s| st.containers.get(s).cloned()).collect()
-            };
-            let results: Vec<Vec<EngineError>> = std::thread::scope(|scope| {
-                let handles: Vec<_> =
-                    records.iter().map(|rec| scope.spawn(|| self.remove(rec))).collect();
-                handles.into_iter().map(|h| h.join().expect("remove thread")).collect()
-            });
-            errors.extend(results.into_iter().flatten());
-            let mut st = state.lock().expect("state lock");
-            for s in &layer {
-                st.containers.remove(s);
-            }
-        }
-        if let Err(source) = crate::runtime::remove_project_cgroups(project_name) {
-            errors.push(EngineError::Runtime { service: String::new(), source });
-        }
-        if volumes {
-            let prefix = format!("{project_name}_");
-            if let Ok(entries) = std::fs::read_dir(self.home.root().join("volumes")) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&prefix) {
-                        if let Err(source) = std::fs::remove_dir_all(e.path()) {
-                            errors.push(EngineError::Io {
-                                service: String::new(),
-                                what: "cannot remove volume",
-                                path: e.path(),
-                                source,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        errors
-    }
 }
 
-fn join_pid(project: &Project, service: &str, state: &Mutex<ProjectState>) -> Option<i32> {
+/// For `network_mode: service:NAME`: the pid of NAME's container and its endpoint.
+fn joined(
+    project: &Project,
+    service: &str,
+    state: &Mutex<ProjectState>,
+) -> (Option<i32>, Option<crate::state::EndpointRecord>) {
     match &project.model.services[service].network_mode {
         Some(NetworkMode::Service(other)) => {
-            state.lock().expect("state lock").containers.get(other).and_then(|r| r.pid)
+            let st = state.lock().expect("state lock");
+            let Some(rec) = st.containers.get(other) else { return (None, None) };
+            let endpoint = rec.endpoint.clone().map(|mut e| {
+                // The veth belongs to NAME's container; removing this one must leave it.
+                e.veth.clear();
+                e
+            });
+            (rec.pid, endpoint)
         }
-        _ => None,
+        _ => None.unzip(),
     }
 }

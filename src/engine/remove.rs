@@ -50,6 +50,11 @@ impl Engine {
         if let Err(source) = self.runtime.delete(&rec.id, true) {
             errors.push(EngineError::Runtime { service: service(), source });
         }
+        if let Some(endpoint) = &rec.endpoint {
+            if let Err(e) = self.detach_endpoint(endpoint) {
+                errors.push(e);
+            }
+        }
         let dir = self.home.container(&rec.id);
         let root = dir.join("rootfs");
         if let Err(source) = rootfs::unmount(&root) {

@@ -70,6 +70,17 @@ pub async fn delete_bridge<N: Netlink>(nl: &N, name: &str) -> Result<()> {
     nl.delete_link(name).await.map(drop)
 }
 
+/// A locally administered hardware address derived from the IPv4 address, as Docker does
+/// (`02:42` then the address): stable across restarts, unique within the subnet.
+pub fn mac_for(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// One container's attachment to the project bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerAttachment {
@@ -103,7 +114,8 @@ pub async fn attach<N: Netlink>(nl: &N, bridge: &str, c: &ContainerAttachment) -
     if nl.link_index(&c.veth).await?.is_some() {
         nl.delete_link(&c.veth).await?;
     }
-    let index = nl.create_veth(&c.veth, bridge_index, mtu, "eth0", &c.netns).await?;
+    let mac = mac_for(c.address.addr());
+    let index = nl.create_veth(&c.veth, bridge_index, mtu, "eth0", mac, &c.netns).await?;
     let cfg = NetnsConfig { ifname: "eth0".into(), address: c.address, gateway: c.gateway };
     let rest = async {
         nl.set_up(index).await?;
@@ -190,7 +202,7 @@ mod tests {
                 "link_index dv-1",
                 "default_route_mtu",
                 "link_index dv0000beef",
-                "create_veth dv0000beef #100 mtu 1450 eth0 in /proc/42/ns/net",
+                "create_veth dv0000beef #100 mtu 1450 eth0 02:42:0a:59:07:02 in /proc/42/ns/net",
                 "set_up #101",
                 "configure_netns /proc/42/ns/net eth0 10.89.7.2/24 via 10.89.7.1",
             ]

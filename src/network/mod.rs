@@ -15,7 +15,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 pub use bridge::{
-    attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
+    attach, bridge_name, delete_bridge, detach, ensure_bridge, mac_for, mac_string, project_hash,
+    veth_name,
     ContainerAttachment,
 };
 pub use firewall::{ProjectRules, Protocol, PublishedPort};

@@ -53,14 +53,16 @@ pub trait Netlink: Sync {
     /// Adds an address; one already there is not an error.
     fn add_address(&self, index: u32, address: Ipv4Net) -> impl Future<Output = Result<()>> + Send;
     fn set_up(&self, index: u32) -> impl Future<Output = Result<()>> + Send;
-    /// Creates a veth pair: `host` attached to the bridge `bridge`, its peer `peer` created
-    /// directly in `netns` (never visible on the host). Returns the host end's index.
+    /// Creates a veth pair: `host` attached to the bridge `bridge`, its peer `peer` with hardware
+    /// address `mac` created directly in `netns` (never visible on the host). Returns the host
+    /// end's index.
     fn create_veth(
         &self,
         host: &str,
         bridge: u32,
         mtu: u32,
         peer: &str,
+        mac: [u8; 6],
         netns: &NetnsRef,
     ) -> impl Future<Output = Result<u32>> + Send;
     /// Inside `netns`: the address on `cfg.ifname`, it and `lo` up, default route via the gateway.
@@ -207,6 +209,7 @@ impl Netlink for RtNetlink {
         bridge: u32,
         mtu: u32,
         peer: &str,
+        mac: [u8; 6],
         netns: &NetnsRef,
     ) -> Result<u32> {
         let op = format!("creating veth {host} with {peer} in {}", netns.0.display());
@@ -217,6 +220,7 @@ impl Netlink for RtNetlink {
         let peer_msg = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .mtu(mtu)
+            .address(mac.to_vec())
             .setns_by_fd(ns.as_raw_fd())
             .build();
         let msg = LinkVeth::new(host, peer)
@@ -355,10 +359,12 @@ impl Netlink for RecordingNetlink {
         bridge: u32,
         mtu: u32,
         peer: &str,
+        mac: [u8; 6],
         netns: &NetnsRef,
     ) -> Result<u32> {
         self.record(format!(
-            "create_veth {host} #{bridge} mtu {mtu} {peer} in {}",
+            "create_veth {host} #{bridge} mtu {mtu} {peer} {} in {}",
+            super::bridge::mac_string(mac),
             netns.0.display()
         ))?;
         Ok(self.add_link(host))

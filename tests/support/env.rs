@@ -15,6 +15,8 @@ pub struct DevEnv {
     pub project: String,
     /// Container pids seen during the test: none may outlive it.
     pids: std::cell::RefCell<BTreeSet<i32>>,
+    /// Host ends of container veths seen during the test: none may outlive it.
+    veths: std::cell::RefCell<BTreeSet<String>>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -28,6 +30,7 @@ impl DevEnv {
             dir: tempfile::Builder::new().prefix("devenv-proj").tempdir().unwrap(),
             project,
             pids: Default::default(),
+            veths: Default::default(),
         }
     }
 
@@ -108,6 +111,9 @@ impl DevEnv {
                     if let Some(p) = c["pid"].as_i64() {
                         self.pids.borrow_mut().insert(p as i32);
                     }
+                    if let Some(v) = c["endpoint"]["veth"].as_str().filter(|v| !v.is_empty()) {
+                        self.veths.borrow_mut().insert(v.to_owned());
+                    }
                 }
             }
             if let Some(p) = v["supervisor"][0].as_i64() {
@@ -116,9 +122,40 @@ impl DevEnv {
         }
     }
 
+    /// The project's hash on the host: its bridge is `dv-<hash>`, its nftables chains end in it.
+    pub fn project_hash(&self) -> String {
+        devenv::network::project_hash(&self.project, self.home.path())
+    }
+
     /// Nothing of this test remains: no mount under its DEVENV_HOME, no container directory,
-    /// no container or supervisor process it saw.
+    /// no container or supervisor process it saw, no bridge, veth or nftables chain of its
+    /// project, no address lease.
     pub fn assert_clean(&self) {
+        let hash = self.project_hash();
+        let bridge = format!("dv-{hash}");
+        assert!(
+            !std::path::Path::new("/sys/class/net").join(&bridge).exists(),
+            "bridge {bridge} left behind"
+        );
+        for veth in self.veths.borrow().iter() {
+            // The kernel deletes a veth when its namespace goes, a moment after the last process.
+            let path = std::path::Path::new("/sys/class/net").join(veth);
+            let gone = (0..100).any(|_| {
+                let gone = !path.exists();
+                if !gone {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                gone
+            });
+            assert!(gone, "veth {veth} left behind");
+        }
+        let chains = Command::new("nft").args(["list", "chains", "inet"]).output().unwrap();
+        let chains = String::from_utf8_lossy(&chains.stdout);
+        assert!(!chains.contains(&hash), "nftables chains of {hash} left behind:\n{chains}");
+        let leases = self.home.path().join("network/leases.json");
+        if let Ok(text) = std::fs::read_to_string(&leases) {
+            assert!(!text.contains(&format!("\"{}\"", self.project)), "lease left: {text}");
+        }
         let home = self.home.path().to_string_lossy().into_owned();
         let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()

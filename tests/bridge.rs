@@ -1,0 +1,242 @@
+//! The project bridge network end to end, as root, through the `devenv` binary and real clients:
+//! curl to published ports on 127.0.0.1 and on the host's own address, redis-cli to a container
+//! address from `devenv inspect`, services reaching each other by name, a UDP port map, a random
+//! host port found with `devenv port`, a sidecar on `service:NAME`, and the errors for a host port
+//! already taken. Every test checks on drop that no link, rule, lease or process is left.
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Command;
+
+use support::env::{eventually, free_port, DevEnv};
+use support::images::Fixture;
+
+fn root() -> bool {
+    if !support::is_root() {
+        eprintln!("skipped: needs root to run containers");
+    }
+    support::is_root()
+}
+
+/// `curl -s URL` (the body), or None when it fails.
+fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl").args(["-s", "--max-time", "2", url]).output().unwrap();
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A global IPv4 address of this host, not loopback, if it has one.
+fn host_address() -> Option<Ipv4Addr> {
+    let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output();
+    let text = String::from_utf8_lossy(&out.ok()?.stdout).into_owned();
+    text.lines()
+        .filter(|l| !l.split_whitespace().nth(1).unwrap_or("").starts_with("dv"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse().ok())
+        .find(|ip: &Ipv4Addr| !ip.is_loopback() && !ip.octets().starts_with(&[10, 89]))
+}
+
+/// `port` if nothing listens on it now, else one the kernel says is free.
+fn port_or_free(port: u16) -> u16 {
+    match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(_) => port,
+        Err(_) => free_port(),
+    }
+}
+
+fn inspect(env: &DevEnv, service: &str, field: &str) -> String {
+    env.ok(&["inspect", "--format", &format!("{{{{.{field}}}}}"), service]).trim().to_owned()
+}
+
+#[test]
+fn two_nginx_on_container_port_80_published_on_two_host_ports() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("two-nginx").with_images(&[
+        (Fixture::Nginx, "nginx:1.22"),
+        (Fixture::Busybox, "busybox"),
+    ]);
+    // The walkthrough uses 80 and 8080; a machine where either is busy gets free ones.
+    let (a, b) = (port_or_free(80), port_or_free(8080));
+    env.write("a/index.html", "site a\n");
+    env.write("b/index.html", "site b\n");
+    env.write(
+        "devenv.yaml",
+        &format!(
+            "services:\n  a:\n    image: nginx:1.22\n    ports: [\"{a}:80\"]\n    volumes: [\"./a:/usr/share/nginx/html:ro\"]\n  b:\n    image: nginx:1.22\n    ports: [\"{b}:80\"]\n    volumes: [\"./b:/usr/share/nginx/html:ro\"]\n  client:\n    image: busybox\n    command: [sleep, \"300\"]\n"
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    let ip_a: Ipv4Addr = inspect(&env, "a", "ip_address").parse().unwrap();
+    let ip_b: Ipv4Addr = inspect(&env, "b", "ip_address").parse().unwrap();
+    assert_ne!(ip_a, ip_b);
+    let gw: Ipv4Addr = inspect(&env, "a", "gateway").parse().unwrap();
+    assert_eq!(ip_a.octets()[..3], gw.octets()[..3], "same /24 as the gateway");
+    eventually(10, "nginx a on 127.0.0.1", || {
+        curl(&format!("http://127.0.0.1:{a}/")).as_deref() == Some("site a\n")
+    });
+    assert_eq!(curl(&format!("http://127.0.0.1:{b}/")).as_deref(), Some("site b\n"));
+    assert_eq!(curl(&format!("http://localhost:{a}/")).as_deref(), Some("site a\n"));
+    assert_eq!(curl(&format!("http://{ip_b}/")).as_deref(), Some("site b\n"), "direct path");
+    if let Some(host) = host_address() {
+        assert_eq!(curl(&format!("http://{host}:{a}/")).as_deref(), Some("site a\n"));
+        assert_eq!(curl(&format!("http://{host}:{b}/")).as_deref(), Some("site b\n"));
+        // From another container, through the host's address (DNAT back onto the bridge).
+        let out = env.ok(&["exec", "client", "wget", "-qO-", &format!("http://{host}:{b}/")]);
+        assert_eq!(out, "site b\n");
+    }
+    let ps = env.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{a}->80/tcp")), "{ps}");
+    assert!(ps.contains(&format!("0.0.0.0:{b}->80/tcp")), "{ps}");
+    env.ok(&["down"]);
+    assert_eq!(curl(&format!("http://127.0.0.1:{a}/")), None);
+}
+
+#[test]
+fn redis_answers_on_its_container_address_from_inspect() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("redis-ip").with_images(&[(Fixture::Redis, "redis:7")]);
+    env.write(
+        "devenv.yaml",
+        "services:\n  redis:\n    image: redis:7\n    command: [redis-server, --save, \"\", --protected-mode, \"no\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let ip = inspect(&env, "redis", "ip_address");
+    let mac = inspect(&env, "redis", "mac_address");
+    assert!(mac.starts_with("02:42:"), "{mac}");
+    eventually(10, "redis to answer PING on its address", || {
+        let out = Command::new("redis-cli").args(["-h", &ip, "ping"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+    });
+}
+
+#[test]
+fn services_reach_each_other_by_name_and_a_service_added_later_resolves() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("names").with_images(&[
+        (Fixture::Nginx, "nginx:1.22"),
+        (Fixture::Busybox, "busybox"),
+    ]);
+    let base = "services:\n  web:\n    image: nginx:1.22\n  client:\n    image: busybox\n    command: [sleep, \"300\"]\n";
+    env.write("devenv.yaml", base);
+    env.ok(&["up", "-d"]);
+    let fetch = |url: &str| env.run(&["exec", "client", "wget", "-qO-", url]);
+    eventually(10, "client to fetch http://web/", || {
+        let out = fetch("http://web/");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("devenv nginx")
+    });
+    let project = env.project.clone();
+    let out = fetch(&format!("http://web.{project}/"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, client_pid) = env.service("client");
+
+    env.write("devenv.yaml", &format!("{base}  api:\n    image: nginx:1.22\n"));
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.service("client").1, client_pid, "client kept running");
+    eventually(10, "client to fetch http://api/", || fetch("http://api/").status.success());
+    // The default route: the gateway on the host answers.
+    let gw = inspect(&env, "client", "gateway");
+    assert!(env.run(&["exec", "client", "ping", "-c1", "-W2", &gw]).status.success());
+}
+
+#[test]
+fn a_udp_port_map_delivers_datagrams() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("udp").with_images(&[(Fixture::Busybox, "busybox")]);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.write(
+        "devenv.yaml",
+        &format!("services:\n  listener:\n    image: busybox\n    ports: [\"{port}:9999/udp\"]\n    command: [sh, -c, \"nc -u -l -p 9999\"]\n"),
+    );
+    env.ok(&["up", "-d"]);
+    eventually(10, "a datagram to arrive", || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.send_to(b"hello over udp\n", ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        env.ok(&["logs", "--no-color", "listener"]).contains("hello over udp")
+    });
+    let ps = env.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->9999/udp")), "{ps}");
+}
+
+#[test]
+fn a_random_host_port_is_shown_by_port_and_answers() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("random").with_images(&[(Fixture::Nginx, "nginx:1.22")]);
+    env.write("devenv.yaml", "services:\n  web:\n    image: nginx:1.22\n    ports: [\"80\"]\n");
+    env.ok(&["up", "-d"]);
+    let hostport = env.ok(&["port", "web", "80"]).trim().to_owned();
+    let port: u16 = hostport.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(port > 0);
+    eventually(10, "nginx on the chosen port", || {
+        curl(&format!("http://127.0.0.1:{port}/")).is_some_and(|b| b.contains("devenv nginx"))
+    });
+}
+
+#[test]
+fn a_sidecar_shares_the_network_of_its_service() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("sidecar").with_images(&[
+        (Fixture::Nginx, "nginx:1.22"),
+        (Fixture::Busybox, "busybox"),
+    ]);
+    env.write(
+        "devenv.yaml",
+        "services:\n  side:\n    image: busybox\n    network_mode: service:web\n    command: [sleep, \"300\"]\n  web:\n    image: nginx:1.22\n",
+    );
+    env.ok(&["up", "-d"]);
+    assert_eq!(inspect(&env, "side", "ip_address"), inspect(&env, "web", "ip_address"));
+    eventually(10, "the sidecar to reach nginx on its own loopback", || {
+        let out = env.run(&["exec", "side", "wget", "-qO-", "http://127.0.0.1/"]);
+        String::from_utf8_lossy(&out.stdout).contains("devenv nginx")
+    });
+}
+
+#[test]
+fn a_host_port_held_by_a_program_is_refused_naming_it_and_nothing_is_created() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("taken").with_images(&[(Fixture::Nginx, "nginx:1.22")]);
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    env.write(
+        "devenv.yaml",
+        &format!("services:\n  web:\n    image: nginx:1.22\n    ports: [\"{port}:80\"]\n"),
+    );
+    let (_, err) = env.fails(&["up", "-d"]);
+    assert!(err.contains(&format!("host port {port}/tcp is already in use")), "{err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(env.ps().is_empty());
+    assert!(!std::path::Path::new("/sys/class/net").join(format!("dv-{}", env.project_hash())).exists());
+}
+
+#[test]
+fn a_host_port_published_by_another_project_is_refused_naming_it() {
+    if !root() {
+        return;
+    }
+    let first = DevEnv::new("owner").with_images(&[(Fixture::Busybox, "busybox")]);
+    let second = DevEnv::new("late").with_images(&[(Fixture::Busybox, "busybox")]);
+    let port = free_port();
+    let file = format!(
+        "services:\n  s:\n    image: busybox\n    ports: [\"{port}:80\"]\n    command: [sleep, \"300\"]\n"
+    );
+    first.write("devenv.yaml", &file);
+    second.write("devenv.yaml", &file);
+    first.ok(&["up", "-d"]);
+    let (_, err) = second.fails(&["up", "-d"]);
+    assert!(err.contains(&format!("host port {port}/tcp")), "{err}");
+    assert!(err.contains(&first.project), "names the project holding it: {err}");
+    assert!(second.ps().is_empty());
+}
