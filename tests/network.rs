@@ -291,7 +291,8 @@ async fn published_port_reaches_a_namespace_through_loopback() {
             protocol: Protocol::Udp,
         },
     ];
-    let rules = ProjectRules { hash: &hash, bridge: &bridge, subnet, ports: &ports };
+    let rules =
+        ProjectRules { hash: &hash, project: &project, bridge: &bridge, subnet, ports: &ports };
     let _fw_guard = FirewallGuard(hash.clone(), bridge.clone());
     firewall::apply(&rules).unwrap();
     firewall::apply(&rules).unwrap(); // idempotent: replaces, does not duplicate
