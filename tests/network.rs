@@ -6,7 +6,8 @@
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 
-use devenv::network::firewall::{self, ProjectRules, Protocol, PublishedPort};
+use devenv::network::firewall::{self, Claim, ProjectRules, Protocol, PublishedPort};
+use devenv::network::hostports::{self, Holder};
 use devenv::network::{
     attach, bridge_name, delete_bridge, detach, ensure_bridge, project_hash, veth_name,
     ContainerAttachment, HostLock, Ipam, Netlink, NetnsRef, RtNetlink, DEFAULT_POOL, HOST_LOCK,
@@ -291,7 +292,8 @@ async fn published_port_reaches_a_namespace_through_loopback() {
             protocol: Protocol::Udp,
         },
     ];
-    let rules = ProjectRules { hash: &hash, bridge: &bridge, subnet, ports: &ports };
+    let rules =
+        ProjectRules { hash: &hash, project: &project, bridge: &bridge, subnet, ports: &ports };
     let _fw_guard = FirewallGuard(hash.clone(), bridge.clone());
     firewall::apply(&rules).unwrap();
     firewall::apply(&rules).unwrap(); // idempotent: replaces, does not duplicate
@@ -353,4 +355,132 @@ async fn published_port_reaches_a_namespace_through_loopback() {
         "{left}"
     );
     assert!(!std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists());
+}
+
+/// This test process as [`hostports::listener`] should name it.
+fn me() -> Holder {
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    Holder { pid: Some(std::process::id() as i32), command: Some(comm.trim_end().to_string()) }
+}
+
+#[test]
+fn listener_names_the_process_listening_on_a_tcp_port() {
+    let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    assert_eq!(hostports::listener(Protocol::Tcp, None, port), Some(me()));
+    assert_eq!(hostports::listener(Protocol::Tcp, Some(Ipv4Addr::LOCALHOST), port), Some(me()));
+    let elsewhere = Some(Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(hostports::listener(Protocol::Tcp, elsewhere, port), None, "another address");
+    assert_eq!(hostports::listener(Protocol::Udp, None, port), None, "another protocol");
+    let taken = hostports::port_taken(Protocol::Tcp, None, port, "").unwrap();
+    assert_eq!(taken, Some(me().to_string()));
+    drop(sock);
+    assert_eq!(hostports::listener(Protocol::Tcp, None, port), None, "closed");
+}
+
+#[test]
+fn listener_names_the_process_bound_on_a_udp_port() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    assert_eq!(hostports::listener(Protocol::Udp, None, port), Some(me()));
+    assert_eq!(hostports::listener(Protocol::Udp, Some(Ipv4Addr::LOCALHOST), port), Some(me()));
+    assert_eq!(hostports::listener(Protocol::Tcp, None, port), None, "another protocol");
+    drop(sock);
+    assert_eq!(hostports::listener(Protocol::Udp, None, port), None, "closed");
+}
+
+#[test]
+fn free_ports_are_free() {
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let port = hostports::free_port(protocol, None).unwrap();
+        assert_ne!(port, 0);
+        assert_eq!(hostports::listener(protocol, None, port), None, "{protocol} {port}");
+        let port = hostports::free_port(protocol, Some(Ipv4Addr::LOCALHOST)).unwrap();
+        assert_eq!(hostports::listener(protocol, Some(Ipv4Addr::LOCALHOST), port), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_ports_are_claimed_in_the_name_of_their_project() {
+    if !root() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let project = unique("claimtest");
+    let hash = project_hash(&project, home.path());
+    let bridge = bridge_name(&hash);
+    let nl = RtNetlink::new().unwrap();
+    let ipam = Ipam::new(home.path().join("network"), DEFAULT_POOL.parse().unwrap());
+    let host_lock = HostLock::acquire(std::path::Path::new(HOST_LOCK)).unwrap();
+    let subnet = ipam.lease_subnet(&project, None, &nl.host_networks().await.unwrap()).unwrap();
+    let _guard = LinkGuard(vec![bridge.clone()]);
+    ensure_bridge(&nl, &bridge, subnet).await.unwrap();
+    drop(host_lock);
+    let addr = ipam.allocate(&project, "web").unwrap();
+
+    let lock = firewall::lock().unwrap();
+    let tcp = hostports::free_port(Protocol::Tcp, None).unwrap();
+    let udp = hostports::free_port(Protocol::Udp, Some(Ipv4Addr::LOCALHOST)).unwrap();
+    assert_eq!(hostports::port_taken(Protocol::Tcp, None, tcp, "").unwrap(), None);
+    let ports = [
+        PublishedPort {
+            host_ip: None,
+            host_port: tcp,
+            container: addr,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        },
+        PublishedPort {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: udp,
+            container: addr,
+            container_port: 53,
+            protocol: Protocol::Udp,
+        },
+    ];
+    let rules =
+        ProjectRules { hash: &hash, project: &project, bridge: &bridge, subnet, ports: &ports };
+    let _fw_guard = FirewallGuard(hash.clone(), bridge.clone());
+    firewall::apply_locked(&lock, &rules).unwrap();
+    drop(lock);
+
+    let claims = firewall::claimed_ports("some-other-hash").unwrap();
+    let tcp_claim =
+        Claim { protocol: Protocol::Tcp, host_ip: None, port: tcp, project: project.clone() };
+    let udp_claim = Claim {
+        protocol: Protocol::Udp,
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        port: udp,
+        project: project.clone(),
+    };
+    for claim in [&tcp_claim, &udp_claim] {
+        assert_eq!(claims.iter().filter(|c| *c == claim).count(), 1, "{claim:?} in {claims:?}");
+    }
+    let mine = firewall::claimed_ports(&hash).unwrap();
+    assert!(!mine.iter().any(|c| c.project == project), "own claims left out: {mine:?}");
+
+    let by_project = Some(format!("devenv project {project:?}"));
+    let taken = |protocol, host_ip, port, except: &str| {
+        hostports::port_taken(protocol, host_ip, port, except).unwrap()
+    };
+    assert_eq!(taken(Protocol::Tcp, None, tcp, "x"), by_project);
+    assert_eq!(taken(Protocol::Tcp, Some(Ipv4Addr::LOCALHOST), tcp, "x"), by_project);
+    assert_eq!(
+        taken(Protocol::Tcp, None, tcp, &hash),
+        None,
+        "a project does not clash with itself"
+    );
+    assert_eq!(taken(Protocol::Udp, None, udp, "x"), by_project);
+    assert_eq!(taken(Protocol::Udp, Some(Ipv4Addr::new(192, 0, 2, 1)), udp, "x"), None);
+    assert_eq!(taken(Protocol::Tcp, None, udp, "x"), None, "udp only");
+    // No socket holds the port, yet free_port never offers it while the rules are in.
+    for _ in 0..20 {
+        assert_ne!(hostports::free_port(Protocol::Tcp, None).unwrap(), tcp);
+    }
+
+    firewall::remove(&hash, &bridge).unwrap();
+    let left = firewall::claimed_ports("").unwrap();
+    assert!(!left.iter().any(|c| c.project == project), "claims left: {left:?}");
+    delete_bridge(&nl, &bridge).await.unwrap();
+    ipam.release_project(&project).unwrap();
 }

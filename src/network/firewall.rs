@@ -6,6 +6,9 @@
 //! several base chains on one hook), so a project's rules are replaced or deleted without touching
 //! another's and without rule handles. A ruleset is applied as one `nft -j` transaction: add the
 //! table and chains (no-ops when present), flush the project's chains, add its rules.
+//!
+//! Every DNAT rule carries the comment `devenv project NAME`, so another devenv process reading the
+//! table ([`claimed_ports`]) can name the project that holds a host port.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -24,11 +27,25 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
         }
+    }
+
+    fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -48,6 +65,8 @@ pub struct PublishedPort {
 pub struct ProjectRules<'a> {
     /// The project hash ([`super::project_hash`]), naming its chains.
     pub hash: &'a str,
+    /// The project's name, written in the comment of its DNAT rules for [`claimed_ports`].
+    pub project: &'a str,
     pub bridge: &'a str,
     pub subnet: Ipv4Net,
     pub ports: &'a [PublishedPort],
@@ -66,7 +85,21 @@ fn prefix(net: Ipv4Net) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
 }
 
-fn dnat_rules(chain: &str, ports: &[PublishedPort]) -> Vec<Value> {
+/// What a DNAT rule's comment says before the project name.
+const COMMENT_PREFIX: &str = "devenv project ";
+
+/// The comment of the project's DNAT rules. nft caps comments at 128 bytes: a longer name is cut
+/// (at a character boundary), which only shortens what an error message shows.
+fn owner_comment(project: &str) -> String {
+    let mut end = project.len().min(128 - COMMENT_PREFIX.len());
+    while !project.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{COMMENT_PREFIX}{}", &project[..end])
+}
+
+fn dnat_rules(chain: &str, project: &str, ports: &[PublishedPort]) -> Vec<Value> {
+    let comment = owner_comment(project);
     ports
         .iter()
         .map(|p| {
@@ -80,7 +113,7 @@ fn dnat_rules(chain: &str, ports: &[PublishedPort]) -> Vec<Value> {
                 matches(p.protocol.as_str(), "dport", json!(p.host_port)),
                 {"dnat": {"family": "ip", "addr": p.container.to_string(), "port": p.container_port}},
             ]);
-            json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": chain, "expr": expr}}})
+            json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": chain, "comment": comment, "expr": expr}}})
         })
         .collect()
 }
@@ -101,8 +134,8 @@ pub fn ruleset(r: &ProjectRules) -> Value {
         cmds.push(json!({"add": {"chain": base}}));
         cmds.push(json!({"flush": {"chain": chain}}));
     }
-    cmds.extend(dnat_rules(&pre, r.ports));
-    cmds.extend(dnat_rules(&out, r.ports));
+    cmds.extend(dnat_rules(&pre, r.project, r.ports));
+    cmds.extend(dnat_rules(&out, r.project, r.ports));
     let masq = |expr: Value| json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": post, "expr": expr}}});
     // Loopback clients of a published port: the reply must come back through the host, and a
     // source of 127.0.0.1 is not routable from the container.
@@ -153,17 +186,31 @@ fn sysctl(path: &str) -> Result<()> {
 /// see the table empty and delete it just as another project's rules go in.
 const FIREWALL_LOCK: &str = "/run/devenv/firewall.lock";
 
-fn firewall_lock() -> Result<std::fs::File> {
+/// The host-wide lock on devenv's nftables table (`/run/devenv/firewall.lock`), released on drop.
+/// Hold it from checking that host ports are free ([`claimed_ports`],
+/// [`super::hostports::port_taken`]) until [`apply_locked`] has installed the rules claiming them,
+/// so two projects cannot both see a port free and both take it.
+///
+/// The lock is an `flock` on a fresh open of the file: [`apply`] or [`remove`] called while this
+/// process holds a `FirewallLock` would wait for itself; use the `_locked` variants.
+pub struct FirewallLock(#[allow(dead_code)] std::fs::File);
+
+/// Blocks until the firewall lock is ours.
+pub fn lock() -> Result<FirewallLock> {
     std::fs::create_dir_all("/run/devenv")
         .map_err(|e| NetworkError::io("creating /run/devenv", e))?;
-    super::ipam::lock_file(std::path::Path::new(FIREWALL_LOCK))
+    super::ipam::lock_file(std::path::Path::new(FIREWALL_LOCK)).map(FirewallLock)
 }
 
 /// Installs or replaces the project's rules; sets `ip_forward` and the bridge's `route_localnet`
 /// (DNAT of 127.0.0.1 to another interface is dropped as martian without it); opens Docker's
-/// DOCKER-USER chain for the bridge when dockerd has made one.
+/// DOCKER-USER chain for the bridge when dockerd has made one. Takes the firewall lock.
 pub fn apply(r: &ProjectRules) -> Result<()> {
-    let _lock = firewall_lock()?;
+    apply_locked(&lock()?, r)
+}
+
+/// [`apply`] under a lock the caller already holds.
+pub fn apply_locked(_lock: &FirewallLock, r: &ProjectRules) -> Result<()> {
     sysctl("/proc/sys/net/ipv4/ip_forward")?;
     sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", r.bridge))?;
     nft(&ruleset(r), &format!("installing the rules of {}", r.bridge))?;
@@ -192,9 +239,13 @@ fn table_chains(v: &Value) -> Vec<String> {
 }
 
 /// Deletes the project's chains, and the table when no project has any left. Best effort over the
-/// pieces: every one is tried, the first error is returned.
+/// pieces: every one is tried, the first error is returned. Takes the firewall lock.
 pub fn remove(hash: &str, bridge: &str) -> Result<()> {
-    let _lock = firewall_lock()?;
+    remove_locked(&lock()?, hash, bridge)
+}
+
+/// [`remove`] under a lock the caller already holds.
+pub fn remove_locked(_lock: &FirewallLock, hash: &str, bridge: &str) -> Result<()> {
     let mut first = docker_user(bridge, false).err();
     let mine = project_chains(hash)?;
     let cmds: Vec<Value> = mine
@@ -220,6 +271,95 @@ pub fn remove(hash: &str, bridge: &str) -> Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// A host port forwarded by a devenv project's DNAT rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub protocol: Protocol,
+    /// Only this host address, or every local address when `None`.
+    pub host_ip: Option<Ipv4Addr>,
+    pub port: u16,
+    /// The project's name from the rule's comment; the project hash when the rule has none.
+    pub project: String,
+}
+
+/// The host ports claimed by the DNAT rules of every devenv project on the host but the one with
+/// `except_hash` (pass `""` to see all). Reads `nft -j list table inet devenv`; no table, no
+/// claims. Reading takes no lock: hold [`lock`] to keep the answer true until you apply.
+pub fn claimed_ports(except_hash: &str) -> Result<Vec<Claim>> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", TABLE])
+        .output()
+        .map_err(|e| NetworkError::io("running nft list table", e))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.contains("No such file or directory") {
+            return Ok(Vec::new());
+        }
+        return Err(NetworkError::Kernel {
+            op: format!("nft -j list table inet {TABLE}"),
+            message: stderr,
+        });
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        NetworkError::io(format!("reading the JSON of nft list table inet {TABLE}"), e.into())
+    })?;
+    Ok(parse_claims(&v, except_hash))
+}
+
+/// The DNAT claims in `nft -j list table` output, from the chains of projects other than
+/// `except_hash`. A port is forwarded in both the prerouting and output chains: one claim each.
+pub fn parse_claims(v: &Value, except_hash: &str) -> Vec<Claim> {
+    let skip = chain_names(except_hash);
+    let mut claims: Vec<Claim> = Vec::new();
+    let items = v["nftables"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for rule in items.iter().filter_map(|i| i.get("rule")) {
+        if rule["table"] != TABLE || rule["family"] != "inet" {
+            continue;
+        }
+        let Some(chain) = rule["chain"].as_str() else { continue };
+        if skip.iter().any(|s| s == chain) {
+            continue;
+        }
+        if let Some(claim) = parse_dnat_rule(chain, rule) {
+            if !claims.contains(&claim) {
+                claims.push(claim);
+            }
+        }
+    }
+    claims
+}
+
+/// One rule as [`dnat_rules`] writes it: an address match (`ip daddr` or `fib daddr type local`),
+/// a `dport` match, a `dnat`. Anything else is not a claim.
+fn parse_dnat_rule(chain: &str, rule: &Value) -> Option<Claim> {
+    let expr = rule["expr"].as_array()?;
+    if !expr.iter().any(|e| e.get("dnat").is_some()) {
+        return None;
+    }
+    let (mut protocol, mut port, mut host_ip) = (None, None, None);
+    for m in expr.iter().filter_map(|e| e.get("match")) {
+        if m["op"] != "==" {
+            continue;
+        }
+        let payload = &m["left"]["payload"];
+        match (payload["protocol"].as_str(), payload["field"].as_str()) {
+            (Some(p), Some("dport")) => {
+                protocol = Protocol::parse(p);
+                port = m["right"].as_u64().and_then(|n| u16::try_from(n).ok());
+            }
+            (Some("ip"), Some("daddr")) => {
+                host_ip = m["right"].as_str().and_then(|a| a.parse().ok());
+            }
+            _ => {}
+        }
+    }
+    let project = match rule["comment"].as_str().and_then(|c| c.strip_prefix(COMMENT_PREFIX)) {
+        Some(name) => name.to_string(),
+        None => chain.split_once('-').map_or(chain, |(_, hash)| hash).to_string(),
+    };
+    Some(Claim { protocol: protocol?, host_ip, port: port?, project })
 }
 
 /// With Docker on the host, its FORWARD policy DROP (and br_netfilter) drops frames between
@@ -278,6 +418,7 @@ mod tests {
         }];
         let r = ProjectRules {
             hash: "abcd1234",
+            project: "web",
             bridge: "dv-abcd1234",
             subnet: "10.89.3.0/24".parse().unwrap(),
             ports: &ports,
@@ -294,6 +435,9 @@ mod tests {
         let dnat = &rules[0]["expr"][2]["dnat"];
         assert_eq!(dnat, &json!({"family": "ip", "addr": "10.89.3.2", "port": 80}));
         assert_eq!(rules[0]["expr"][1]["match"]["right"], json!(8080));
+        assert_eq!(rules[0]["comment"], "devenv project web");
+        assert_eq!(rules[1]["comment"], "devenv project web");
+        assert!(rules[2].get("comment").is_none(), "masquerade rules own no port");
         assert_eq!(rules[1]["chain"], "out-abcd1234");
         assert_eq!(rules[3]["expr"][2]["match"]["right"], "dnat");
         assert_eq!(rules[4]["expr"][1]["match"]["op"], "!=");
@@ -310,6 +454,7 @@ mod tests {
         }];
         let r = ProjectRules {
             hash: "h",
+            project: "web",
             bridge: "dv-h",
             subnet: "10.89.3.0/24".parse().unwrap(),
             ports: &ports,
@@ -320,5 +465,55 @@ mod tests {
         let by_addr = json!({"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "127.0.0.1"});
         assert_eq!(rule["expr"][0]["match"], by_addr);
         assert_eq!(rule["expr"][1]["match"]["left"]["payload"]["protocol"], "udp");
+    }
+
+    /// `nft -j list table` output of nftables 1.0.6, captured from a scratch table holding the
+    /// rules as [`ruleset`] writes them (renamed to `devenv`): project "web" (hash abc) publishes
+    /// tcp 8080 on every address and udp 5353 on 127.0.0.1; the rule of pre-def has no comment.
+    const LISTED: &str = r#"{"nftables":[
+    {"metainfo":{"version":"1.0.6","release_name":"Lester Gooch #5","json_schema_version":1}},
+    {"table":{"family":"inet","name":"devenv","handle":22}},
+    {"chain":{"family":"inet","table":"devenv","name":"pre-abc","handle":1,"type":"nat","hook":"prerouting","prio":-100,"policy":"accept"}},
+    {"chain":{"family":"inet","table":"devenv","name":"out-abc","handle":2,"type":"nat","hook":"output","prio":-100,"policy":"accept"}},
+    {"chain":{"family":"inet","table":"devenv","name":"post-abc","handle":5,"type":"nat","hook":"postrouting","prio":100,"policy":"accept"}},
+    {"chain":{"family":"inet","table":"devenv","name":"pre-def","handle":8,"type":"nat","hook":"prerouting","prio":-100,"policy":"accept"}},
+    {"rule":{"family":"inet","table":"devenv","chain":"pre-abc","handle":3,"comment":"devenv project web","expr":[{"match":{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}},{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":8080}},{"dnat":{"family":"ip","addr":"10.89.3.2","port":80}}]}},
+    {"rule":{"family":"inet","table":"devenv","chain":"pre-abc","handle":4,"comment":"devenv project web","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"127.0.0.1"}},{"match":{"op":"==","left":{"payload":{"protocol":"udp","field":"dport"}},"right":5353}},{"dnat":{"family":"ip","addr":"10.89.3.2","port":53}}]}},
+    {"rule":{"family":"inet","table":"devenv","chain":"out-abc","handle":7,"comment":"devenv project web","expr":[{"match":{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}},{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":8080}},{"dnat":{"family":"ip","addr":"10.89.3.2","port":80}}]}},
+    {"rule":{"family":"inet","table":"devenv","chain":"post-abc","handle":6,"expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.89.3.0","len":24}}}},{"masquerade":null}]}},
+    {"rule":{"family":"inet","table":"devenv","chain":"pre-def","handle":9,"expr":[{"match":{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}},{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":9090}},{"dnat":{"family":"ip","addr":"10.89.3.2","port":80}}]}}
+]}"#;
+
+    #[test]
+    fn claims_are_read_from_the_listed_dnat_rules() {
+        let v: Value = serde_json::from_str(LISTED).unwrap();
+        let claim = |protocol, host_ip, port, project: &str| Claim {
+            protocol,
+            host_ip,
+            port,
+            project: project.to_string(),
+        };
+        let web_tcp = claim(Protocol::Tcp, None, 8080, "web");
+        let web_udp = claim(Protocol::Udp, Some(Ipv4Addr::LOCALHOST), 5353, "web");
+        let def = claim(Protocol::Tcp, None, 9090, "def");
+        // out-abc repeats pre-abc's port: one claim.
+        assert_eq!(parse_claims(&v, ""), [web_tcp.clone(), web_udp.clone(), def.clone()]);
+        assert_eq!(parse_claims(&v, "abc"), [def]);
+        assert_eq!(parse_claims(&v, "def"), [web_tcp, web_udp]);
+        assert_eq!(parse_claims(&Value::Null, ""), []);
+    }
+
+    #[test]
+    fn rules_of_other_tables_claim_nothing() {
+        let other = LISTED.replace(r#""table":"devenv""#, r#""table":"other""#);
+        assert_eq!(parse_claims(&serde_json::from_str(&other).unwrap(), ""), []);
+    }
+
+    #[test]
+    fn long_project_names_are_cut_to_fit_a_comment() {
+        let name = "é".repeat(100);
+        let c = owner_comment(&name);
+        assert!(c.len() <= 128 && c.starts_with("devenv project éé"), "{c}");
+        assert_eq!(owner_comment("web"), "devenv project web");
     }
 }

@@ -4,10 +4,12 @@
 //! Everything that talks to the kernel sits behind [`netlink::Netlink`] so the setup logic (the
 //! order of calls, and the rollback of partial work) is tested without root; the real
 //! implementation speaks rtnetlink. Names on the host follow DESIGN.md: bridges `dv-<hash>`, host
-//! veth ends `dv<hash>`, rules in the nftables table `inet devenv`.
+//! veth ends `dv<hash>`, rules in the nftables table `inet devenv`. [`hostports`] says who holds a
+//! host port before a project publishes it.
 
 pub mod bridge;
 pub mod firewall;
+pub mod hostports;
 pub mod ipam;
 pub mod netlink;
 
@@ -19,7 +21,8 @@ pub use bridge::{
     veth_name,
     ContainerAttachment,
 };
-pub use firewall::{ProjectRules, Protocol, PublishedPort};
+pub use firewall::{claimed_ports, Claim, FirewallLock, ProjectRules, Protocol, PublishedPort};
+pub use hostports::{free_port, listener, port_taken, Holder};
 pub use ipam::{HostLock, HostNet, Ipam, DEFAULT_POOL, HOST_LOCK};
 pub use ipnet::Ipv4Net;
 pub use netlink::{Netlink, NetnsConfig, NetnsRef, RecordingNetlink, RtNetlink};
