@@ -52,10 +52,8 @@ fn two_nginx_on_container_port_80_published_on_two_host_ports() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("two-nginx").with_images(&[
-        (Fixture::Nginx, "nginx:1.22"),
-        (Fixture::Busybox, "busybox"),
-    ]);
+    let env = DevEnv::new("two-nginx")
+        .with_images(&[(Fixture::Nginx, "nginx:1.22"), (Fixture::Busybox, "busybox")]);
     // The walkthrough uses 80 and 8080; a machine where either is busy gets free ones.
     let (a, b) = (port_or_free(80), port_or_free(8080));
     env.write("a/index.html", "site a\n");
@@ -117,10 +115,8 @@ fn services_reach_each_other_by_name_and_a_service_added_later_resolves() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("names").with_images(&[
-        (Fixture::Nginx, "nginx:1.22"),
-        (Fixture::Busybox, "busybox"),
-    ]);
+    let env = DevEnv::new("names")
+        .with_images(&[(Fixture::Nginx, "nginx:1.22"), (Fixture::Busybox, "busybox")]);
     let base = "services:\n  web:\n    image: nginx:1.22\n  client:\n    image: busybox\n    command: [sleep, \"300\"]\n";
     env.write("devenv.yaml", base);
     env.ok(&["up", "-d"]);
@@ -148,19 +144,26 @@ fn a_udp_port_map_delivers_datagrams() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("udp").with_images(&[(Fixture::Busybox, "busybox")]);
+    // Debian's busybox nc has no -u: a few lines of Python listen instead.
+    let env = DevEnv::new("udp").with_images(&[(Fixture::Python, "python:3.11")]);
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     env.write(
+        "listen.py",
+        "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 9999))\nwhile True:\n    data, peer = s.recvfrom(2048)\n    print('got', data.decode().strip(), flush=True)\n    s.sendto(b'pong', peer)\n",
+    );
+    env.write(
         "devenv.yaml",
-        &format!("services:\n  listener:\n    image: busybox\n    ports: [\"{port}:9999/udp\"]\n    command: [sh, -c, \"nc -u -l -p 9999\"]\n"),
+        &format!("services:\n  listener:\n    image: python:3.11\n    ports: [\"{port}:9999/udp\"]\n    volumes: [\"./listen.py:/listen.py:ro\"]\n    command: [python3, /listen.py]\n"),
     );
     env.ok(&["up", "-d"]);
-    eventually(10, "a datagram to arrive", || {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    eventually(10, "a datagram to arrive and the reply to come back", || {
         sock.send_to(b"hello over udp\n", ("127.0.0.1", port)).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        env.ok(&["logs", "--no-color", "listener"]).contains("hello over udp")
+        let mut buf = [0u8; 16];
+        matches!(sock.recv(&mut buf), Ok(4) if &buf[..4] == b"pong")
     });
+    assert!(env.ok(&["logs", "--no-color", "listener"]).contains("got hello over udp"));
     let ps = env.ok(&["ps"]);
     assert!(ps.contains(&format!("0.0.0.0:{port}->9999/udp")), "{ps}");
 }
@@ -186,10 +189,8 @@ fn a_sidecar_shares_the_network_of_its_service() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("sidecar").with_images(&[
-        (Fixture::Nginx, "nginx:1.22"),
-        (Fixture::Busybox, "busybox"),
-    ]);
+    let env = DevEnv::new("sidecar")
+        .with_images(&[(Fixture::Nginx, "nginx:1.22"), (Fixture::Busybox, "busybox")]);
     env.write(
         "devenv.yaml",
         "services:\n  side:\n    image: busybox\n    network_mode: service:web\n    command: [sleep, \"300\"]\n  web:\n    image: nginx:1.22\n",
@@ -218,7 +219,9 @@ fn a_host_port_held_by_a_program_is_refused_naming_it_and_nothing_is_created() {
     assert!(err.contains(&format!("host port {port}/tcp is already in use")), "{err}");
     assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
     assert!(env.ps().is_empty());
-    assert!(!std::path::Path::new("/sys/class/net").join(format!("dv-{}", env.project_hash())).exists());
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(format!("dv-{}", env.project_hash()))
+        .exists());
 }
 
 #[test]

@@ -28,11 +28,7 @@ struct Dockerd {
 fn forward_policy() -> String {
     let out = Command::new("iptables").args(["-S", "FORWARD"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("-P FORWARD "))
-        .unwrap_or("ACCEPT")
-        .trim()
-        .to_owned()
+    text.lines().find_map(|l| l.strip_prefix("-P FORWARD ")).unwrap_or("ACCEPT").trim().to_owned()
 }
 
 impl Dockerd {
@@ -109,10 +105,8 @@ fn the_bridge_works_while_dockerd_runs() {
     }
     let Some(_dockerd) = Dockerd::start() else { return };
     assert_eq!(forward_policy(), "DROP");
-    let env = DevEnv::new("docker").with_images(&[
-        (Fixture::Nginx, "nginx:1.22"),
-        (Fixture::Busybox, "busybox"),
-    ]);
+    let env = DevEnv::new("docker")
+        .with_images(&[(Fixture::Nginx, "nginx:1.22"), (Fixture::Busybox, "busybox")]);
     let port = free_port();
     env.write(
         "devenv.yaml",

@@ -13,12 +13,12 @@ use super::volumes::{prepare_mounts, volume_dir};
 use super::{Engine, EngineError};
 use crate::config::forms::NetworkMode;
 use crate::config::model::Service;
+use crate::config::volumes::MountType;
 use crate::config::Project;
 use crate::image::ImageInfo;
 use crate::runtime::driver::fit_rlimits;
 use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
 use crate::runtime::{cgroups_path, init, netns, rootfs, write_bundle, Stdio};
-use crate::config::volumes::MountType;
 use crate::state::{
     process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, MountRecord,
     NetworkRecord, PortRecord,
@@ -105,7 +105,9 @@ impl Engine {
                 None => {
                     return Err(EngineError::Refused {
                         service: service.into(),
-                        message: format!("service \"{other}\", whose network it shares, is not running"),
+                        message: format!(
+                            "service \"{other}\", whose network it shares, is not running"
+                        ),
                     })
                 }
             },

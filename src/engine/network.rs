@@ -58,7 +58,7 @@ impl Engine {
     ) -> Result<NetworkRecord, EngineError> {
         let hash = project_hash(&project.name, self.home.root());
         let bridge = bridge_name(&hash);
-        let requested = project.model.default_subnet();
+        let requested: Option<network::Ipv4Net> = None; // TODO netcfg
         let ipam = self.ipam();
         // From reading the host's networks until the bridge carries its address: another home
         // choosing at the same time must see this subnet as taken.
@@ -129,8 +129,8 @@ impl Engine {
     ) -> Result<EndpointRecord, EngineError> {
         let veth = veth_name(&net.hash, container);
         let netns = NetnsRef::of_pid(pid as u32);
-        let att = ContainerAttachment::new(veth.clone(), netns, address, net.subnet)
-            .map_err(net_err)?;
+        let att =
+            ContainerAttachment::new(veth.clone(), netns, address, net.subnet).map_err(net_err)?;
         with_netlink(async |nl| network::attach(nl, &net.bridge, &att).await).map_err(net_err)?;
         Ok(EndpointRecord {
             veth,
@@ -150,9 +150,10 @@ impl Engine {
     }
 
     /// Installs the project's rules for the ports of `records` plus `pending` (services about to
-    /// be created, with their addresses).
+    /// be created, with their addresses). With `lock`, under that hold of the firewall lock.
     pub(super) fn apply_firewall(
         &self,
+        lock: Option<&firewall::FirewallLock>,
         project: &str,
         net: &NetworkRecord,
         records: &[&ContainerRecord],
@@ -183,7 +184,11 @@ impl Engine {
             subnet: net.subnet,
             ports: &ports,
         };
-        firewall::apply(&rules).map_err(net_err)
+        match lock {
+            Some(l) => firewall::apply_locked(l, &rules),
+            None => firewall::apply(&rules),
+        }
+        .map_err(net_err)
     }
 
     /// Removes the project's rules, bridge and leases. Best effort: every step is tried.
@@ -237,8 +242,9 @@ pub(super) fn resolve_ports(
             hostports::port_taken(proto, host_ip, port, own_hash).map_err(|e| refuse(e.to_string()))
         };
         let host_port = match m.published {
-            None => hostports::free_port(proto, host_ip)
-                .map_err(|e| refuse(format!("cannot find a free host port for {}: {e}", m.target)))?,
+            None => hostports::free_port(proto, host_ip).map_err(|e| {
+                refuse(format!("cannot find a free host port for {}: {e}", m.target))
+            })?,
             Some(range) if range.start == range.end => {
                 if let Some(holder) = taken(range.start)? {
                     return Err(EngineError::PortTaken {
@@ -282,9 +288,7 @@ pub(super) fn hosts_text(
     hostname: &str,
     addrs: &BTreeMap<String, Ipv4Addr>,
 ) -> String {
-    let mut out = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match addrs.get(service) {
         Some(_) => {}
         None => out.push_str(&format!("127.0.1.1\t{hostname}\n")),

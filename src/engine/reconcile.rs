@@ -12,7 +12,7 @@ use super::{CreateRequest, Engine, EngineError};
 use crate::config::forms::NetworkMode;
 use crate::config::Project;
 use crate::image::{ImageInfo, Reference};
-use crate::network::project_hash;
+use crate::network::{firewall, project_hash};
 use crate::state::{ContainerRecord, PortRecord, ProjectState, StateError};
 
 /// What a reconcile did, for the user.
@@ -62,17 +62,26 @@ impl Engine {
                 .map_err(|source: StateError| EngineError::State { service: String::new(), source })
         };
 
-        // Host ports are chosen and checked before anything changes.
+        let bridged = wanted.iter().any(|s| mode(project, s) == NetworkMode::Bridge);
+        let had_network = state.lock().expect("state lock").network.is_some();
+        // Host ports are chosen and checked before anything changes, and held (the firewall
+        // lock) until the rules claiming them are in, so two projects cannot both take one.
+        let fw_lock = match bridged || had_network {
+            true => Some(firewall::lock().map_err(|source| EngineError::Network { source })?),
+            false => None,
+        };
         let own_hash = project_hash(&project.name, self.home.root());
         let mut ports: BTreeMap<String, Vec<PortRecord>> = BTreeMap::new();
         for a in &actions {
             if let Action::Create(s) | Action::Recreate(s) = a {
-                ports.insert(s.clone(), resolve_ports(project, s, &own_hash)?);
+                // Compose ignores `ports` with network_mode: host, as Docker does.
+                if mode(project, s) == NetworkMode::Bridge {
+                    ports.insert(s.clone(), resolve_ports(project, s, &own_hash)?);
+                }
             }
         }
-        let bridged = wanted.iter().any(|s| mode(project, s) == NetworkMode::Bridge);
-        let had_network = state.lock().expect("state lock").network.is_some();
-        let result = self.converge(project, &actions, &images, &hashes, ports, bridged, state, &save);
+        let result = self
+            .converge(project, &actions, &images, &hashes, ports, bridged, fw_lock, state, &save);
         if result.is_err() && !had_network {
             // A first attempt that failed leaves no network behind either.
             let mut st = state.lock().expect("state lock");
@@ -97,6 +106,7 @@ impl Engine {
         hashes: &BTreeMap<String, String>,
         mut ports: BTreeMap<String, Vec<PortRecord>>,
         bridged: bool,
+        fw_lock: Option<firewall::FirewallLock>,
         state: &Mutex<ProjectState>,
         save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
     ) -> Result<Outcome, EngineError> {
@@ -115,6 +125,29 @@ impl Engine {
             Some(_) => self.allocate_addresses(project, &wanted)?,
             None => BTreeMap::new(),
         };
+
+        if let Some(net) = &net {
+            // Rules for what is kept and what is about to run (a recreated service keeps its
+            // address): DNAT to an address whose container is not there yet is harmless, and no
+            // published port waits for the last container.
+            let pending: Vec<_> = ports
+                .iter()
+                .filter_map(|(s, p)| Some((*addresses.get(s)?, p.as_slice())))
+                .collect();
+            let st = state.lock().expect("state lock");
+            let records: Vec<&ContainerRecord> = st
+                .containers
+                .values()
+                .filter(|r| {
+                    let s = &r.service;
+                    !actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Remove(x) | Action::Recreate(x) if x == s))
+                })
+                .collect();
+            self.apply_firewall(fw_lock.as_ref(), &project.name, net, &records, &pending)?;
+        }
+        drop(fw_lock);
 
         let mut outcome = Outcome::default();
         for a in actions {
@@ -135,17 +168,6 @@ impl Engine {
                     outcome.removed.push(s.clone());
                 }
             }
-        }
-        if let Some(net) = &net {
-            // Rules for what runs and what is about to: DNAT to an address whose container is
-            // not there yet is harmless, and no published port waits for the last container.
-            let pending: Vec<_> = ports
-                .iter()
-                .filter_map(|(s, p)| Some((*addresses.get(s)?, p.as_slice())))
-                .collect();
-            let st = state.lock().expect("state lock");
-            let records: Vec<&ContainerRecord> = st.containers.values().collect();
-            self.apply_firewall(&project.name, net, &records, &pending)?;
         }
 
         let mut created_now: Vec<String> = Vec::new();
@@ -224,7 +246,7 @@ impl Engine {
             if let Some(net) = &net {
                 let st = state.lock().expect("state lock");
                 let records: Vec<&ContainerRecord> = st.containers.values().collect();
-                if let Err(undo) = self.apply_firewall(&project.name, net, &records, &[]) {
+                if let Err(undo) = self.apply_firewall(None, &project.name, net, &records, &[]) {
                     tracing::warn!(error = %undo, "restoring the rules of what still runs");
                 }
             }

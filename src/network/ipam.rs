@@ -191,7 +191,9 @@ impl Ipam {
 
     /// Every address leased in the project's subnet, by container (service) name.
     pub fn addresses(&self, project: &str) -> Result<BTreeMap<String, Ipv4Addr>> {
-        self.with_leases(|l| Ok(l.projects.get(project).map(|p| p.addresses.clone()).unwrap_or_default()))
+        self.with_leases(|l| {
+            Ok(l.projects.get(project).map(|p| p.addresses.clone()).unwrap_or_default())
+        })
     }
 
     /// Frees the address of `container`; releasing what is not leased is not an error

@@ -18,8 +18,7 @@ use std::path::PathBuf;
 
 pub use bridge::{
     attach, bridge_name, delete_bridge, detach, ensure_bridge, mac_for, mac_string, project_hash,
-    veth_name,
-    ContainerAttachment,
+    veth_name, ContainerAttachment,
 };
 pub use firewall::{claimed_ports, Claim, FirewallLock, ProjectRules, Protocol, PublishedPort};
 pub use hostports::{free_port, listener, port_taken, Holder};
