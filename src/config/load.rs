@@ -74,6 +74,15 @@ pub struct Project {
     pub graph: ServiceGraph,
 }
 
+impl Project {
+    /// The subnet the project file asks for its default network
+    /// (`networks.default.ipam.config[0].subnet`), validated: IPv4, network address, at most
+    /// /30, gateway (if written) on the first host address. `None`: take a /24 from the pool.
+    pub fn default_subnet(&self) -> Option<ipnet::Ipv4Net> {
+        self.model.default_subnet()
+    }
+}
+
 /// The text of one file, kept to point diagnostics at.
 pub(crate) struct Source<'a> {
     pub file: &'a FsPath,
@@ -163,6 +172,7 @@ pub fn load_str(
     let mut errors = normalize::normalize(&mut project, &root, &src);
     errors.extend(validate::validate(&project, &root, &src));
     errors.extend(validate::port_clashes(&project, &root, &src));
+    errors.extend(validate::networks(&mut project, &root, &src));
     match validate::graph(&mut project, &root, &src) {
         Ok(g) => project.graph = g,
         Err(d) => errors.push(*d),
