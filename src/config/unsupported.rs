@@ -12,15 +12,8 @@ pub const TOP_LEVEL: &[&str] = &["configs", "include", "models", "secrets"];
 
 /// Keys of a network that devenv does not support yet, on the one network it supports:
 /// `networks.default`. Every network other than `default` is unsupported as a whole.
-pub const NETWORK: &[&str] = &[
-    "attachable",
-    "driver_opts",
-    "enable_ipv4",
-    "enable_ipv6",
-    "external",
-    "internal",
-    "name",
-];
+pub const NETWORK: &[&str] =
+    &["attachable", "driver_opts", "enable_ipv4", "enable_ipv6", "external", "internal", "name"];
 
 /// Keys of a network's `ipam` that devenv does not support yet.
 pub const IPAM: &[&str] = &["driver", "options"];

@@ -50,7 +50,7 @@ pub(crate) fn validate(project: &Project, root: &Node, src: &Source) -> Vec<Diag
                 err(
                     &at(&[Seg::Key("network_mode")]),
                     format!("service \"{name}\" cannot share its own network namespace"),
-                    None,
+                    Some("remove `network_mode` to give it a network of its own".into()),
                 );
             }
         }
@@ -157,13 +157,17 @@ pub(crate) fn networks(project: &mut Project, root: &Node, src: &Source) -> Vec<
             );
         }
         for (i, c) in configs.iter().enumerate() {
-            let at_c =
-                |k: &'static str| at(&[Seg::Key("ipam"), Seg::Key("config"), Seg::Index(i), Seg::Key(k)]);
+            let at_c = |k: &'static str| {
+                at(&[Seg::Key("ipam"), Seg::Key("config"), Seg::Index(i), Seg::Key(k)])
+            };
             let net = c.subnet.trunc();
             if c.subnet.addr() != net.addr() {
                 err(
                     &at_c("subnet"),
-                    format!("subnet {} has host bits set: a subnet starts at its network address", c.subnet),
+                    format!(
+                        "subnet {} has host bits set: a subnet starts at its network address",
+                        c.subnet
+                    ),
                     Some(format!("did you mean {net}?")),
                 );
             }
