@@ -62,6 +62,19 @@ fn supported_and_unsupported_keys_cover_the_compose_spec() {
             &spec["definitions"]["service"]["properties"],
             &ours["definitions"]["Service"]["properties"],
         ),
+        (
+            &spec["definitions"]["network"]["properties"],
+            &ours["definitions"]["NetworkDef"]["properties"],
+        ),
+        (
+            &spec["definitions"]["network"]["properties"]["ipam"]["properties"],
+            &ours["definitions"]["Ipam"]["properties"],
+        ),
+        (
+            &spec["definitions"]["network"]["properties"]["ipam"]["properties"]["config"]["items"]
+                ["properties"],
+            &ours["definitions"]["IpamConfig"]["properties"],
+        ),
     ] {
         let missing: Vec<&String> =
             theirs.as_object().unwrap().keys().filter(|k| mine.get(k.as_str()).is_none()).collect();

@@ -52,3 +52,21 @@ fn schema_rejects_a_misspelled_key() {
     let ok = serde_json::json!({"services": {"web": {"image": "nginx", "build": ".", "x-note": 1}}, "x-top": {}});
     assert!(validator.is_valid(&ok), "unsupported Compose keys and x- extensions are allowed");
 }
+
+#[test]
+fn schema_describes_the_default_network_and_allows_others() {
+    let validator = jsonschema::validator_for(&schema::json_schema()).unwrap();
+    let ok = serde_json::json!({
+        "services": {"web": {"image": "nginx"}},
+        "networks": {
+            "default": {"driver": "bridge", "ipam": {"driver": "default", "config": [{"subnet": "10.123.0.0/24", "gateway": "10.123.0.1"}]}},
+            "backend": null,
+            "frontend": {"driver": "bridge"}
+        }
+    });
+    assert!(validator.is_valid(&ok), "other networks and Compose's network keys are allowed");
+    let typo = serde_json::json!({"networks": {"default": {"ipam": {"config": [{"subnet": "10.123.0.0/24", "gatway": "10.123.0.1"}]}}}});
+    assert!(!validator.is_valid(&typo));
+    let bad = serde_json::json!({"networks": {"default": {"ipam": {"config": [{"subnet": "fd00::/64"}]}}}});
+    assert!(!validator.is_valid(&bad));
+}

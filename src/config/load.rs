@@ -74,6 +74,15 @@ pub struct Project {
     pub graph: ServiceGraph,
 }
 
+impl Project {
+    /// The subnet the project file asks for its default network
+    /// (`networks.default.ipam.config[0].subnet`), validated: IPv4, network address, at most
+    /// /30, gateway (if written) on the first host address. `None`: take a /24 from the pool.
+    pub fn default_subnet(&self) -> Option<ipnet::Ipv4Net> {
+        self.model.default_subnet()
+    }
+}
+
 /// The text of one file, kept to point diagnostics at.
 pub(crate) struct Source<'a> {
     pub file: &'a FsPath,
@@ -163,6 +172,7 @@ pub fn load_str(
     let mut errors = normalize::normalize(&mut project, &root, &src);
     errors.extend(validate::validate(&project, &root, &src));
     errors.extend(validate::port_clashes(&project, &root, &src));
+    errors.extend(validate::networks(&mut project, &root, &src));
     match validate::graph(&mut project, &root, &src) {
         Ok(g) => project.graph = g,
         Err(d) => errors.push(*d),
@@ -269,4 +279,112 @@ fn interpolate_tree(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Severity;
+
+    fn load_text(text: &str) -> Result<Project, ConfigError> {
+        let dir = FsPath::new("/nonexistent/shop");
+        load_str(&dir.join("devenv.yaml"), text, dir, HashMap::new(), None)
+    }
+
+    fn warnings(p: &Project) -> Vec<String> {
+        p.warnings
+            .iter()
+            .filter(|w| w.severity == Severity::Warning)
+            .map(|w| w.headline())
+            .collect()
+    }
+
+    #[test]
+    fn default_subnet_is_read_from_the_default_network() {
+        let p = load_text(
+            "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 10.123.0.0/24\n          gateway: 10.123.0.1\n",
+        )
+        .unwrap();
+        let want: ipnet::Ipv4Net = "10.123.0.0/24".parse().unwrap();
+        assert_eq!(p.default_subnet(), Some(want));
+        assert_eq!(p.model.default_subnet(), Some(want));
+        assert!(p.warnings.is_empty(), "{:?}", warnings(&p));
+    }
+
+    #[test]
+    fn no_subnet_means_the_pool_chooses() {
+        for text in [
+            "services:\n  web:\n    image: nginx\n",
+            "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n",
+            "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    driver: bridge\n",
+            "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    ipam: {}\n",
+        ] {
+            assert_eq!(load_text(text).unwrap().default_subnet(), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn other_networks_and_unsupported_network_keys_are_ignored_with_a_warning() {
+        let p = load_text(
+            "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    external: true\n    ipam:\n      driver: default\n      config:\n        - subnet: 10.5.0.0/16\n          ip_range: 10.5.1.0/24\n  backend:\n    driver: bridge\n",
+        )
+        .unwrap();
+        assert_eq!(p.default_subnet(), Some("10.5.0.0/16".parse().unwrap()));
+        assert_eq!(p.model.networks.keys().collect::<Vec<_>>(), ["default"]);
+        let keys: Vec<&str> = p.unsupported.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "networks.backend",
+                "networks.default.external",
+                "networks.default.ipam.driver",
+                "networks.default.ipam.config[0].ip_range"
+            ]
+        );
+        assert!(p.unsupported.iter().all(|u| u.service.is_none()));
+        let w = warnings(&p);
+        assert!(
+            w[0].ends_with(
+                "12:3: networks.backend: `networks.backend` is not supported by devenv yet (line 12); it is ignored"
+            ),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn ports_on_the_host_network_are_a_warning_not_an_error() {
+        let p = load_text(
+            "services:\n  web:\n    image: nginx\n    network_mode: host\n    ports: [\"8080:80\"]\n",
+        )
+        .unwrap();
+        let w = warnings(&p);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("5:5: services.web.ports: `ports` are ignored with `network_mode: host`")
+        );
+    }
+
+    #[test]
+    fn every_problem_of_the_default_network_is_reported() {
+        let text = "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    driver: macvlan\n    ipam:\n      config:\n        - subnet: 10.1.2.3/24\n          gateway: 10.1.2.9\n        - subnet: 10.9.0.0/16\n";
+        let Err(ConfigError::Invalid(diags)) = load_text(text) else { panic!("accepted") };
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "networks.default.driver",
+                "networks.default.ipam.config[1]",
+                "networks.default.ipam.config[0].subnet",
+                "networks.default.ipam.config[0].gateway",
+            ]
+        );
+        // The gateway is checked against the subnet the file most likely meant.
+        assert!(diags[3].message.starts_with("gateway 10.1.2.9 is not 10.1.2.1"), "{}", diags[3]);
+    }
+
+    #[test]
+    fn a_slash_30_is_the_smallest_default_network() {
+        let text = "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.1.2.4/30\n          gateway: 10.1.2.5\n";
+        assert_eq!(load_text(text).unwrap().default_subnet(), Some("10.1.2.4/30".parse().unwrap()));
+    }
 }

@@ -4,7 +4,10 @@
 //! output, so the three cannot drift apart. Fields accept every form Compose accepts (short and
 //! long syntax) and always serialize in the long, normalized form.
 
+use std::net::Ipv4Addr;
+
 use indexmap::IndexMap;
+use ipnet::Ipv4Net;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +35,23 @@ pub struct ProjectFile {
     /// Named volumes, created under DEVENV_HOME on first use and kept across `down`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, VolumeDef>,
+    /// Networks, by name. Only `default`, the project's own bridge, is supported; any other is
+    /// ignored with a warning.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub networks: IndexMap<String, NetworkDef>,
+}
+
+impl ProjectFile {
+    /// The project's default network as written under `networks.default`, if it is.
+    pub fn default_network(&self) -> Option<&NetworkDef> {
+        self.networks.get(DEFAULT_NETWORK)
+    }
+
+    /// The subnet the file asks for the default network
+    /// (`networks.default.ipam.config[0].subnet`); `None` lets devenv pick a /24 from its pool.
+    pub fn default_subnet(&self) -> Option<Ipv4Net> {
+        self.default_network().and_then(NetworkDef::subnet)
+    }
 }
 
 /// One service: a container and everything devenv needs to run it.
@@ -233,4 +253,96 @@ pub struct VolumeDef {
     /// Only the `local` driver exists in devenv.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+}
+
+/// The name of the project's own network in `networks:`.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// A network declared at the top level; only `default` is kept in the model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDef {
+    /// Only `bridge` exists in devenv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Addressing: the subnet of the project's bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+impl NetworkDef {
+    /// The subnet of the first (and only) `ipam.config` entry.
+    pub fn subnet(&self) -> Option<Ipv4Net> {
+        self.ipam.as_ref()?.config.first().map(|c| c.subnet)
+    }
+}
+
+/// A network's address management.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ipam {
+    /// At most one entry: the network's subnet and, optionally, its gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamConfig>,
+}
+
+/// One address range of a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpamConfig {
+    /// An IPv4 subnet such as `10.89.5.0/24`, at most /30.
+    #[serde(deserialize_with = "de_subnet")]
+    #[schemars(schema_with = "subnet_schema")]
+    pub subnet: Ipv4Net,
+    /// The bridge's address; devenv always puts it on the subnet's first host address.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_gateway")]
+    #[schemars(schema_with = "gateway_schema")]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Parses `ipam.config[].subnet`: an IPv4 network in CIDR notation. Whether its host bits are
+/// clear and it has room for a container is checked with the rest of the project.
+pub fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<Ipv4Net>() {
+        return Ok(net);
+    }
+    if text.parse::<ipnet::Ipv6Net>().is_ok() {
+        return Err(format!(
+            "IPv6 subnet {text:?} is not supported yet: expected an IPv4 subnet like 10.89.5.0/24"
+        ));
+    }
+    Err(format!("invalid subnet {text:?}: expected an IPv4 subnet like 10.89.5.0/24"))
+}
+
+fn de_subnet<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {
+    parse_subnet(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn de_gateway<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+    let text = String::deserialize(d)?;
+    let text = text.trim();
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid gateway {text:?}: expected an IPv4 address like 10.89.5.1"
+        ))
+    })
+}
+
+fn subnet_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "description": "An IPv4 subnet such as `10.89.5.0/24`, at most /30.",
+        "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$"
+    })
+}
+
+fn gateway_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "description": "The bridge's address; devenv always puts it on the subnet's first host address.",
+        "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$"
+    })
 }

@@ -22,7 +22,34 @@ pub fn json_schema() -> Value {
     schema["properties"]["version"] =
         json!({"description": "Obsolete; accepted and ignored.", "type": "string"});
     allow_unsupported(&mut schema["definitions"]["Service"], unsupported::SERVICE);
+    networks(&mut schema);
     schema
+}
+
+/// `networks:` holds the supported `default` network and any other, which devenv ignores with
+/// a warning; the default network's unsupported keys are allowed too.
+fn networks(schema: &mut Value) {
+    let ignored = json!({"description": "A Compose network key devenv does not support yet: read with a warning and ignored."});
+    let defs = &mut schema["definitions"];
+    for (def, keys) in [
+        ("NetworkDef", unsupported::NETWORK),
+        ("Ipam", unsupported::IPAM),
+        ("IpamConfig", unsupported::IPAM_CONFIG),
+    ] {
+        let props = defs[def]["properties"].as_object_mut().expect("a struct schema");
+        for key in keys {
+            props.insert((*key).to_owned(), ignored.clone());
+        }
+        defs[def]["patternProperties"] = json!({"^x-": {}});
+    }
+    let networks = &mut schema["properties"]["networks"];
+    networks["properties"] = json!({
+        "default": {
+            "description": "The project's own bridge network.",
+            "anyOf": [{"$ref": "#/definitions/NetworkDef"}, {"type": "null"}]
+        }
+    });
+    networks["additionalProperties"] = json!({"description": "A network other than `default`: devenv does not support it yet; read with a warning and ignored."});
 }
 
 fn allow_unsupported(object: &mut Value, keys: &[&str]) {

@@ -8,7 +8,18 @@ use super::diagnostic::Diagnostic;
 use super::yaml::{Mark, Node, Value};
 
 /// Top-level keys of the Compose specification that devenv does not support yet.
-pub const TOP_LEVEL: &[&str] = &["configs", "include", "models", "networks", "secrets"];
+pub const TOP_LEVEL: &[&str] = &["configs", "include", "models", "secrets"];
+
+/// Keys of a network that devenv does not support yet, on the one network it supports:
+/// `networks.default`. Every network other than `default` is unsupported as a whole.
+pub const NETWORK: &[&str] =
+    &["attachable", "driver_opts", "enable_ipv4", "enable_ipv6", "external", "internal", "name"];
+
+/// Keys of a network's `ipam` that devenv does not support yet.
+pub const IPAM: &[&str] = &["driver", "options"];
+
+/// Keys of an `ipam.config` entry that devenv does not support yet.
+pub const IPAM_CONFIG: &[&str] = &["aux_addresses", "ip_range"];
 
 /// Service keys of the Compose specification that devenv does not support yet.
 pub const SERVICE: &[&str] = &[
@@ -113,6 +124,11 @@ pub fn strip(root: &mut Node) -> Vec<Unsupported> {
     let mut found = Vec::new();
     let Some(top) = root.as_map_mut() else { return found };
     take(top, TOP_LEVEL, None, "", &mut found);
+    if let Some(networks) = top.iter_mut().find(|e| e.key == "networks") {
+        if let Some(networks) = networks.value.as_map_mut() {
+            strip_networks(networks, &mut found);
+        }
+    }
     if let Some(services) = top.iter_mut().find(|e| e.key == "services") {
         if let Some(services) = services.value.as_map_mut() {
             for svc in services.iter_mut() {
@@ -148,6 +164,46 @@ fn take(
             true
         }
     });
+}
+
+/// Keeps only the `default` network, and of it only what devenv acts on. Each key taken out is
+/// named by its whole path (`networks.backend`, `networks.default.ipam.options`).
+fn strip_networks(networks: &mut Vec<super::yaml::Entry>, found: &mut Vec<Unsupported>) {
+    let start = found.len();
+    networks.retain(|e| {
+        if e.key == super::model::DEFAULT_NETWORK {
+            return true;
+        }
+        found.push(Unsupported {
+            service: None,
+            key: format!("networks.{}", e.key),
+            path: format!("networks.{}", e.key),
+            mark: e.key_mark,
+        });
+        false
+    });
+    let default = networks.iter_mut().find(|e| e.key == super::model::DEFAULT_NETWORK);
+    if let Some(default) = default.and_then(|e| e.value.as_map_mut()) {
+        take(default, NETWORK, None, "networks.default.", found);
+        if let Some(ipam) = default.iter_mut().find(|e| e.key == "ipam") {
+            if let Some(ipam) = ipam.value.as_map_mut() {
+                take(ipam, IPAM, None, "networks.default.ipam.", found);
+                if let Some(config) = ipam.iter_mut().find(|e| e.key == "config") {
+                    if let Value::Seq(items) = &mut config.value.value {
+                        for (i, item) in items.iter_mut().enumerate() {
+                            if let Some(entry) = item.as_map_mut() {
+                                let prefix = format!("networks.default.ipam.config[{i}].");
+                                take(entry, IPAM_CONFIG, None, &prefix, found);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for u in &mut found[start..] {
+        u.key = u.path.clone();
+    }
 }
 
 fn only_default_network(v: &Node) -> bool {

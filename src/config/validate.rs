@@ -4,13 +4,15 @@
 
 use super::de::{from_node, Path as KeyPath};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
 
 use super::diagnostic::Diagnostic;
 use super::forms::NetworkMode;
 use super::load::{Project, Source};
 use super::locate::{mark_of, path_string, Seg};
-use super::model::WatchAction;
+use super::model::{WatchAction, DEFAULT_NETWORK};
 use super::ports::{Ports, Protocol};
 use super::volumes::MountType;
 use super::yaml::{Node, Value};
@@ -48,7 +50,7 @@ pub(crate) fn validate(project: &Project, root: &Node, src: &Source) -> Vec<Diag
                 err(
                     &at(&[Seg::Key("network_mode")]),
                     format!("service \"{name}\" cannot share its own network namespace"),
-                    None,
+                    Some("remove `network_mode` to give it a network of its own".into()),
                 );
             }
         }
@@ -122,6 +124,104 @@ pub(crate) fn validate(project: &Project, root: &Node, src: &Source) -> Vec<Diag
     errors
 }
 
+/// The default network's settings, and published ports against `network_mode`: ports cannot be
+/// published by a service in another's network namespace (Docker refuses it), and are ignored,
+/// with a warning, on the host's network (as Compose does).
+pub(crate) fn networks(project: &mut Project, root: &Node, src: &Source) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    let mut err = |at: &[Seg], msg: String, hint: Option<String>| {
+        errors.push(src.error(mark_of(root, at), path_string(at), msg).with_suggestion(hint));
+    };
+    if let Some(net) = project.model.default_network() {
+        let at = |rest: &[Seg<'static>]| {
+            let mut v = vec![Seg::Key("networks"), Seg::Key(DEFAULT_NETWORK)];
+            v.extend_from_slice(rest);
+            v
+        };
+        if let Some(driver) = net.driver.as_deref().filter(|d| *d != "bridge") {
+            err(
+                &at(&[Seg::Key("driver")]),
+                format!("network driver {driver:?} is not supported: the default network is always a bridge"),
+                Some("remove `driver`, or write `driver: bridge`".into()),
+            );
+        }
+        let configs = net.ipam.as_ref().map(|i| i.config.as_slice()).unwrap_or_default();
+        if configs.len() > 1 {
+            err(
+                &at(&[Seg::Key("ipam"), Seg::Key("config"), Seg::Index(1)]),
+                format!(
+                    "the default network takes one `ipam.config` entry, found {}",
+                    configs.len()
+                ),
+                Some("keep one `- subnet: ...` entry".into()),
+            );
+        }
+        for (i, c) in configs.iter().enumerate() {
+            let at_c = |k: &'static str| {
+                at(&[Seg::Key("ipam"), Seg::Key("config"), Seg::Index(i), Seg::Key(k)])
+            };
+            let net = c.subnet.trunc();
+            if c.subnet.addr() != net.addr() {
+                err(
+                    &at_c("subnet"),
+                    format!(
+                        "subnet {} has host bits set: a subnet starts at its network address",
+                        c.subnet
+                    ),
+                    Some(format!("did you mean {net}?")),
+                );
+            }
+            if net.prefix_len() > MAX_PREFIX {
+                err(
+                    &at_c("subnet"),
+                    format!("subnet {net} is too small: devenv needs room for the gateway and at least one container, so at most /{MAX_PREFIX}"),
+                    Some(format!("use a shorter prefix, like {}", Ipv4Net::new(net.addr(), 24).map(|n| n.trunc()).unwrap_or(net))),
+                );
+            } else if let Some(gw) = c.gateway {
+                let first = first_host(net);
+                if gw != first {
+                    err(
+                        &at_c("gateway"),
+                        format!("gateway {gw} is not {first}: devenv puts the gateway of {net} on its first host address"),
+                        Some(format!("write `gateway: {first}`, or leave `gateway` out")),
+                    );
+                }
+            }
+        }
+    }
+
+    for (name, svc) in &project.model.services {
+        if svc.ports.is_empty() {
+            continue;
+        }
+        let at = [Seg::Key("services"), Seg::Key(name), Seg::Key("ports")];
+        match &svc.network_mode {
+            Some(NetworkMode::Service(other)) => err(
+                &at,
+                format!("service \"{name}\" cannot publish ports: it shares the network namespace of \"{other}\" (network_mode: service:{other}), and port publishing conflicts with a shared network namespace"),
+                Some(format!("publish the ports on service \"{other}\" instead")),
+            ),
+            Some(NetworkMode::Host) => {
+                let msg = "`ports` are ignored with `network_mode: host`: the service listens on the host's own ports";
+                project.warnings.push(
+                    Diagnostic::warning(src.file, mark_of(root, &at), path_string(&at), msg)
+                        .with_source(src.text),
+                );
+            }
+            _ => {}
+        }
+    }
+    errors
+}
+
+/// The longest prefix the default network can have: a /30 holds the gateway and one container.
+const MAX_PREFIX: u8 = 30;
+
+/// Where devenv puts a network's gateway: the first host address of its subnet.
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+
 fn valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -188,7 +288,10 @@ pub(crate) fn graph(
                 if svc.depends_on.0.contains_key(to) {
                     vec![Seg::Key("services"), Seg::Key(from), Seg::Key("depends_on"), Seg::Key(to)]
                 } else {
-                    vec![Seg::Key("services"), Seg::Key(from), Seg::Key("network_mode")]
+                    let at = [Seg::Key("services"), Seg::Key(from), Seg::Key("network_mode")];
+                    let hint = "a service can join another's network namespace only if that one has its own: remove `network_mode: service:...` from one of them";
+                    let d = src.error(mark_of(root, &at), path_string(&at), e.to_string());
+                    return Box::new(d.with_suggestion(Some(hint.into())));
                 }
             }
             GraphError::UnknownService { .. } => vec![],
