@@ -243,3 +243,26 @@ fn a_host_port_published_by_another_project_is_refused_naming_it() {
     assert!(err.contains(&first.project), "names the project holding it: {err}");
     assert!(second.ps().is_empty());
 }
+
+#[test]
+fn a_subnet_overlapping_the_host_or_an_exhausted_pool_is_refused_before_anything_is_created() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("subnet").with_images(&[(Fixture::Busybox, "busybox")]);
+    // 127.0.0.0/8 is on lo on every host.
+    env.write(
+        "devenv.yaml",
+        "services:\n  s:\n    image: busybox\n    command: [sleep, \"300\"]\nnetworks:\n  default:\n    ipam:\n      config:\n        - subnet: 127.0.5.0/24\n",
+    );
+    let (_, err) = env.fails(&["up", "-d"]);
+    assert!(err.contains("subnet 127.0.5.0/24 overlaps host"), "{err}");
+    assert!(env.ps().is_empty());
+
+    env.write("devenv.yaml", "services:\n  s:\n    image: busybox\n    command: [sleep, \"300\"]\n");
+    let out = env.command(&["up", "-d"]).env("DEVENV_SUBNET_POOL", "127.0.0.0/23").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no free /24 left in the pool 127.0.0.0/23"), "{err}");
+    assert!(env.ps().is_empty());
+}

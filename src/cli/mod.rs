@@ -144,8 +144,18 @@ pub(crate) fn engine(home: &Home) -> anyhow::Result<Engine> {
     let store = Store::open(home.images())?;
     // The helper that drives libcontainer is this very binary, re-executed.
     let runtime = Youki::new(home.runtime_state(), PathBuf::from("/proc/self/exe"));
-    Ok(Engine::new(home.clone(), store, Box::new(runtime)))
+    let mut engine = Engine::new(home.clone(), store, Box::new(runtime));
+    if let Some(pool) = std::env::var_os(POOL_VAR) {
+        let pool = pool.to_string_lossy();
+        engine.pool = pool.parse().map_err(|_| {
+            anyhow::anyhow!("{POOL_VAR}={pool:?} is not an IPv4 subnet like 10.89.0.0/16")
+        })?;
+    }
+    Ok(engine)
 }
+
+/// The pool project subnets are taken from, one /24 each, when not the default 10.89.0.0/16.
+const POOL_VAR: &str = "DEVENV_SUBNET_POOL";
 
 fn report(e: &anyhow::Error) -> i32 {
     if let Some(c) = e.downcast_ref::<ConfigError>() {

@@ -58,7 +58,7 @@ impl Engine {
     ) -> Result<NetworkRecord, EngineError> {
         let hash = project_hash(&project.name, self.home.root());
         let bridge = bridge_name(&hash);
-        let requested: Option<network::Ipv4Net> = None; // TODO netcfg
+        let requested = project.default_subnet();
         let ipam = self.ipam();
         // From reading the host's networks until the bridge carries its address: another home
         // choosing at the same time must see this subnet as taken.
