@@ -16,6 +16,7 @@ pub struct PortArgs {
     /// tcp or udp, for a PRIVATE_PORT given without one.
     #[arg(long, value_name = "PROTO")]
     pub protocol: Option<String>,
+    /// The service.
     pub service: String,
     /// The container port, optionally with its protocol (`80`, `53/udp`). Without it, every
     /// published port is listed as `80/tcp -> 0.0.0.0:8080`.
