@@ -16,19 +16,23 @@ pub struct DownArgs {
     pub volumes: bool,
 }
 
-/// The project's name, from the file when it loads, else from `-p` or the directory name: a
-/// project whose file became invalid can still be taken down.
-pub(super) fn project_name(project: &ProjectArgs) -> anyhow::Result<String> {
-    project_and_order(project).map(|(name, _)| name)
-}
-
 /// The name, and the stop order when the file loads (else none: any order will do).
 fn project_and_order(project: &ProjectArgs) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+    let (name, loaded) = project_leniently(project)?;
+    Ok((name, loaded.map(|p| p.graph.stop_layers()).unwrap_or_default()))
+}
+
+/// The project's name and, when the file loads, the project. When it does not, the name comes
+/// from `-p` or the directory name: a project whose file became invalid can still be taken down
+/// (and looked at).
+pub(super) fn project_leniently(
+    project: &ProjectArgs,
+) -> anyhow::Result<(String, Option<config::Project>)> {
     let opts = project.load_options().context("reading the working directory")?;
     match config::load(&opts) {
-        Ok(p) => Ok((p.name.clone(), p.graph.stop_layers())),
+        Ok(p) => Ok((p.name.clone(), Some(p))),
         Err(e) => match &opts.project_name {
-            Some(n) => Ok((n.clone(), vec![])),
+            Some(n) => Ok((n.clone(), None)),
             None => {
                 let dir = opts
                     .cwd
@@ -39,7 +43,7 @@ fn project_and_order(project: &ProjectArgs) -> anyhow::Result<(String, Vec<Vec<S
                 if n.is_empty() {
                     Err(e.into())
                 } else {
-                    Ok((n, vec![]))
+                    Ok((n, None))
                 }
             }
         },

@@ -4,11 +4,10 @@
 
 use anyhow::{bail, Context};
 
-use super::down::project_name;
+use super::saved::saved;
 use super::ProjectArgs;
 use crate::runtime::cp::{copy_in, copy_out};
 use crate::runtime::exec::{exec, ExecOptions};
-use crate::state::{Home, ProjectState};
 
 #[derive(Debug, clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -44,16 +43,7 @@ pub struct CpArgs {
 
 /// The host pid of a running service's container.
 fn service_pid(project: &ProjectArgs, service: &str) -> anyhow::Result<i32> {
-    let name = project_name(project)?;
-    let home = Home::from_env();
-    let state = ProjectState::load(&home.state_file(&name))?.unwrap_or_default();
-    let Some(rec) = state.containers.get(service) else {
-        bail!("service \"{service}\" has no container in project {name}; start it with `devenv up`")
-    };
-    match rec.pid {
-        Some(pid) if rec.is_running() => Ok(pid),
-        _ => bail!("service \"{service}\" is not running"),
-    }
+    Ok(saved(project)?.running(service)?.pid.expect("a running container has a pid"))
 }
 
 /// Runs the command and returns its exit status, which becomes devenv's.

@@ -3,10 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use super::down::project_name;
+use super::saved::{saved, Saved};
 use super::ProjectArgs;
 use crate::logs::{tail_lines, Follower, Prefixer};
-use crate::state::{Home, ProjectState};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -23,9 +22,7 @@ pub struct LogsArgs {
 }
 
 pub fn run(project: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<()> {
-    let name = project_name(project)?;
-    let home = Home::from_env();
-    let state = ProjectState::load(&home.state_file(&name))?.unwrap_or_default();
+    let Saved { name, home, state, .. } = saved(project)?;
     let mut services: Vec<String> = if args.services.is_empty() {
         state.containers.keys().cloned().collect()
     } else {

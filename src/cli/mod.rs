@@ -3,9 +3,13 @@
 mod config;
 mod down;
 mod exec;
+mod format;
 mod images;
+mod inspect;
 mod logs;
+mod port;
 mod ps;
+mod saved;
 mod schema;
 mod up;
 
@@ -91,6 +95,10 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Print the services' output.
     Logs(logs::LogsArgs),
+    /// Print where a service's container port is published on the host.
+    Port(port::PortArgs),
+    /// Print what devenv knows about services' containers, as JSON.
+    Inspect(inspect::InspectArgs),
     /// Run a command in a running service's container.
     Exec(exec::ExecArgs),
     /// Copy files between a service's container and the host (SERVICE:PATH on one side).
@@ -118,6 +126,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Down(args) => down::run(&cli.project, args),
         Command::Ps(args) => ps::run(&cli.project, args),
         Command::Logs(args) => logs::run(&cli.project, args),
+        Command::Port(args) => port::run(&cli.project, args),
+        Command::Inspect(args) => inspect::run(&cli.project, args),
         Command::Exec(args) => match exec::run_exec(&cli.project, args) {
             Ok(status) => return status,
             Err(e) => Err(e),

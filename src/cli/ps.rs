@@ -1,12 +1,14 @@
 //! `devenv ps`: the project's containers, from the saved state checked against the kernel.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use super::down::project_name;
+use super::format::{ports_text, sort_ports};
+use super::saved::saved;
 use super::ProjectArgs;
-use crate::state::{ContainerRecord, ContainerStatus, Home, ProjectState};
+use crate::state::{ContainerRecord, ContainerStatus, PortRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct PsArgs {
@@ -29,31 +31,43 @@ struct Row {
     state: String,
     exit_code: Option<i32>,
     pid: Option<i32>,
-    ip: String,
-    ports: String,
+    /// On the project network, while the container runs.
+    ip_address: Option<Ipv4Addr>,
+    /// Published, while the container runs; in Docker's order.
+    ports: Vec<PortRecord>,
+}
+
+/// The container's state in one word (`running`, `created`, `creating`, `exited`), checked
+/// against the kernel, and its exit code when devenv saw it.
+pub fn status(rec: &ContainerRecord) -> (&'static str, Option<i32>) {
+    match rec.status {
+        ContainerStatus::Running if rec.is_running() => ("running", None),
+        ContainerStatus::Exited { code } => ("exited", code),
+        ContainerStatus::Creating => ("creating", None),
+        ContainerStatus::Created if rec.is_running() => ("created", None),
+        _ => ("exited", None),
+    }
 }
 
 /// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code.
 pub fn state_text(rec: &ContainerRecord) -> (String, Option<i32>) {
-    match rec.status {
-        ContainerStatus::Running if rec.is_running() => ("running".into(), None),
-        ContainerStatus::Exited { code: Some(c) } => (format!("exited ({c})"), Some(c)),
-        ContainerStatus::Creating => ("creating".into(), None),
-        ContainerStatus::Created if rec.is_running() => ("created".into(), None),
-        _ => ("exited (?)".into(), None),
+    match status(rec) {
+        ("exited", Some(c)) => (format!("exited ({c})"), Some(c)),
+        ("exited", None) => ("exited (?)".into(), None),
+        (word, code) => (word.into(), code),
     }
 }
 
 pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
-    let name = project_name(project)?;
-    let home = Home::from_env();
-    let state = ProjectState::load(&home.state_file(&name))?.unwrap_or_default();
+    let state = saved(project)?.state;
     let rows: Vec<Row> = state
         .containers
         .values()
         .map(|r| {
             let (state, exit_code) = state_text(r);
             let live = state == "running";
+            let mut ports = if live { r.ports.clone() } else { vec![] };
+            sort_ports(&mut ports);
             Row {
                 service: r.service.clone(),
                 container: r.id.clone(),
@@ -61,8 +75,8 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
                 state,
                 exit_code,
                 pid: r.pid.filter(|_| live),
-                ip: "-".into(),
-                ports: String::new(),
+                ip_address: r.endpoint.as_ref().filter(|_| live).map(|e| e.ip_address),
+                ports,
             }
         })
         .collect();
@@ -81,8 +95,8 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
                 r.image.clone(),
                 r.state.clone(),
                 pid,
-                r.ip.clone(),
-                r.ports.clone(),
+                r.ip_address.map_or("-".into(), |ip| ip.to_string()),
+                ports_text(&r.ports),
             ]
         })
         .collect();
