@@ -259,8 +259,12 @@ fn a_subnet_overlapping_the_host_or_an_exhausted_pool_is_refused_before_anything
     assert!(err.contains("subnet 127.0.5.0/24 overlaps host"), "{err}");
     assert!(env.ps().is_empty());
 
-    env.write("devenv.yaml", "services:\n  s:\n    image: busybox\n    command: [sleep, \"300\"]\n");
-    let out = env.command(&["up", "-d"]).env("DEVENV_SUBNET_POOL", "127.0.0.0/23").output().unwrap();
+    env.write(
+        "devenv.yaml",
+        "services:\n  s:\n    image: busybox\n    command: [sleep, \"300\"]\n",
+    );
+    let out =
+        env.command(&["up", "-d"]).env("DEVENV_SUBNET_POOL", "127.0.0.0/23").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("no free /24 left in the pool 127.0.0.0/23"), "{err}");

@@ -111,7 +111,6 @@ fn inspect_prints_the_running_container_as_json_and_through_a_template() {
 }
 
 #[test]
-#[ignore = "the engine does not record mounts yet (issue 4, engine side); un-ignore once it does"]
 fn inspect_lists_a_bind_mount() {
     if !root() {
         return;
