@@ -270,3 +270,48 @@ fn a_subnet_overlapping_the_host_or_an_exhausted_pool_is_refused_before_anything
     assert!(err.contains("no free /24 left in the pool 127.0.0.0/23"), "{err}");
     assert!(env.ps().is_empty());
 }
+
+/// Kills the supervisor and every container process at once, as a crash or an OOM kill would.
+fn crash(env: &DevEnv) {
+    let state = env.home.path().join("projects").join(&env.project).join("state.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let mut pids: Vec<i64> = v["containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["pid"].as_i64())
+        .collect();
+    pids.extend(v["supervisor"][0].as_i64());
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn after_a_crash_the_next_up_reuses_the_network_and_down_removes_it_all() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("crash").with_images(&[(Fixture::Nginx, "nginx:1.22")]);
+    let port = free_port();
+    env.write("devenv.yaml", &format!("services:\n  web:\n    image: nginx:1.22\n    ports: [\"{port}:80\"]\n"));
+    env.ok(&["up", "-d"]);
+    let ip = inspect(&env, "web", "ip_address");
+    crash(&env);
+    let bridge = std::path::Path::new("/sys/class/net").join(format!("dv-{}", env.project_hash()));
+    assert!(bridge.exists(), "a crash leaves the bridge");
+    // The next up finds the saved network: same subnet, rules put back, the port answers again.
+    env.ok(&["up", "-d"]);
+    assert_eq!(inspect(&env, "web", "ip_address"), ip);
+    eventually(10, "nginx after the restart", || {
+        curl(&format!("http://127.0.0.1:{port}/")).is_some_and(|b| b.contains("devenv nginx"))
+    });
+    crash(&env);
+    // down with no supervisor and no container left: from the saved state alone.
+    env.ok(&["down"]);
+    assert!(!bridge.exists());
+    assert_eq!(curl(&format!("http://127.0.0.1:{port}/")), None);
+}
