@@ -197,10 +197,20 @@ fn a_sidecar_shares_the_network_of_its_service() {
     );
     env.ok(&["up", "-d"]);
     assert_eq!(inspect(&env, "side", "ip_address"), inspect(&env, "web", "ip_address"));
-    eventually(10, "the sidecar to reach nginx on its own loopback", || {
+    let reach = || {
         let out = env.run(&["exec", "side", "wget", "-qO-", "http://127.0.0.1/"]);
         String::from_utf8_lossy(&out.stdout).contains("devenv nginx")
-    });
+    };
+    eventually(10, "the sidecar to reach nginx on its own loopback", reach);
+    // Replacing web replaces the namespace the sidecar lives in: it is recreated with it.
+    let (_, side_pid) = env.service("side");
+    env.write(
+        "devenv.yaml",
+        "services:\n  side:\n    image: busybox\n    network_mode: service:web\n    command: [sleep, \"300\"]\n  web:\n    image: nginx:1.22\n    environment: {CHANGED: \"1\"}\n",
+    );
+    env.ok(&["up", "-d"]);
+    assert_ne!(env.service("side").1, side_pid);
+    eventually(10, "the recreated sidecar to reach the new nginx", reach);
 }
 
 #[test]
@@ -274,13 +284,10 @@ fn a_subnet_overlapping_the_host_or_an_exhausted_pool_is_refused_before_anything
 /// Kills the supervisor and every container process at once, as a crash or an OOM kill would.
 fn crash(env: &DevEnv) {
     let state = env.home.path().join("projects").join(&env.project).join("state.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
-    let mut pids: Vec<i64> = v["containers"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(|c| c["pid"].as_i64())
-        .collect();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let mut pids: Vec<i64> =
+        v["containers"].as_object().unwrap().values().filter_map(|c| c["pid"].as_i64()).collect();
     pids.extend(v["supervisor"][0].as_i64());
     for pid in pids {
         let _ = nix::sys::signal::kill(
@@ -297,7 +304,10 @@ fn after_a_crash_the_next_up_reuses_the_network_and_down_removes_it_all() {
     }
     let env = DevEnv::new("crash").with_images(&[(Fixture::Nginx, "nginx:1.22")]);
     let port = free_port();
-    env.write("devenv.yaml", &format!("services:\n  web:\n    image: nginx:1.22\n    ports: [\"{port}:80\"]\n"));
+    env.write(
+        "devenv.yaml",
+        &format!("services:\n  web:\n    image: nginx:1.22\n    ports: [\"{port}:80\"]\n"),
+    );
     env.ok(&["up", "-d"]);
     let ip = inspect(&env, "web", "ip_address");
     crash(&env);

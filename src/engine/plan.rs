@@ -70,6 +70,23 @@ pub fn plan(
     actions
 }
 
+/// A container that shares another's network namespace (`network_mode: service:NAME`) loses its
+/// network when NAME's container is replaced: it is recreated too, as Compose does. `shares`
+/// says which service a service's namespace comes from. Actions are in start order, so NAME's
+/// action comes first and chains (a sidecar of a sidecar) follow.
+pub fn follow_shared_namespaces(actions: &mut [Action], shares: &dyn Fn(&str) -> Option<String>) {
+    for i in 0..actions.len() {
+        let Action::Keep(s) = &actions[i] else { continue };
+        let Some(target) = shares(s) else { continue };
+        let replaced = actions[..i]
+            .iter()
+            .any(|a| matches!(a, Action::Recreate(t) | Action::Create(t) if *t == target));
+        if replaced {
+            actions[i] = Action::Recreate(s.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +151,31 @@ mod tests {
                 Action::Recreate("db".into()),
                 Action::Recreate("web".into()),
                 Action::Create("worker".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sidecar_follows_the_service_whose_network_it_shares() {
+        let mut actions = vec![
+            Action::Recreate("web".into()),
+            Action::Keep("side".into()),
+            Action::Keep("side2".into()),
+            Action::Keep("other".into()),
+        ];
+        let shares = |s: &str| match s {
+            "side" => Some("web".to_string()),
+            "side2" => Some("side".to_string()),
+            _ => None,
+        };
+        follow_shared_namespaces(&mut actions, &shares);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Recreate("web".into()),
+                Action::Recreate("side".into()),
+                Action::Recreate("side2".into()),
+                Action::Keep("other".into()),
             ]
         );
     }

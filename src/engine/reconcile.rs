@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::network::{hosts_text, mode, resolve_ports, rewrite_in_place};
-use super::plan::{config_hash, plan, Action};
+use super::plan::{config_hash, follow_shared_namespaces, plan, Action};
 use super::{CreateRequest, Engine, EngineError};
 use crate::config::forms::NetworkMode;
 use crate::config::Project;
@@ -55,7 +55,12 @@ impl Engine {
         let actions = {
             let st = state.lock().expect("state lock");
             let running = |s: &str| st.containers.get(s).is_some_and(ContainerRecord::is_running);
-            plan(&project.graph, wanted, &hashes, &st, &running)
+            let mut actions = plan(&project.graph, wanted, &hashes, &st, &running);
+            follow_shared_namespaces(&mut actions, &|s| match mode(project, s) {
+                NetworkMode::Service(target) => Some(target),
+                _ => None,
+            });
+            actions
         };
         let save = |st: &ProjectState| {
             st.save(state_file)
