@@ -325,3 +325,118 @@ fn after_a_crash_the_next_up_reuses_the_network_and_down_removes_it_all() {
     assert!(!bridge.exists());
     assert_eq!(curl(&format!("http://127.0.0.1:{port}/")), None);
 }
+
+/// Three consecutive TCP ports nothing listens on.
+fn free_range() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65000 && (1..3).all(|i| TcpListener::bind(("0.0.0.0", p + i)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn port_ranges_host_addresses_and_the_long_syntax() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("syntax").with_images(&[(Fixture::Busybox, "busybox")]);
+    let range = free_range();
+    let (local, long) = (free_port(), free_port());
+    // `$$`: a literal `$` after interpolation, as in Compose.
+    let serve = "for p in 9000 9001 9002 80; do mkdir -p /w$$p; echo port $$p > /w$$p/index.html; httpd -p $$p -h /w$$p; done; exec sleep 300";
+    env.write(
+        "devenv.yaml",
+        &format!(
+            "services:\n  s:\n    image: busybox\n    command: [sh, -c, \"{serve}\"]\n    ports:\n      - \"{range}-{}:9000-9002\"\n      - \"127.0.0.1:{local}:80\"\n      - target: 9001\n        published: \"{long}\"\n        protocol: tcp\n",
+            range + 2
+        ),
+    );
+    env.ok(&["up", "-d"]);
+    for i in 0..3u16 {
+        let want = format!("port {}\n", 9000 + i);
+        eventually(10, "each port of the range", || {
+            curl(&format!("http://127.0.0.1:{}/", range + i)).as_deref() == Some(want.as_str())
+        });
+    }
+    assert_eq!(curl(&format!("http://127.0.0.1:{local}/")).as_deref(), Some("port 80\n"));
+    assert_eq!(curl(&format!("http://127.0.0.1:{long}/")).as_deref(), Some("port 9001\n"));
+    if let Some(host) = host_address() {
+        // Published on 127.0.0.1 only: not on the host's other addresses.
+        assert_eq!(curl(&format!("http://{host}:{local}/")), None);
+        assert!(curl(&format!("http://{host}:{range}/")).is_some());
+    }
+    let ps = env.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{range}-{}->9000-9002/tcp", range + 2)), "{ps}");
+    assert!(ps.contains(&format!("127.0.0.1:{local}->80/tcp")), "{ps}");
+    assert_eq!(env.ok(&["port", "s", "80"]).trim(), format!("127.0.0.1:{local}"));
+}
+
+/// A network namespace of the test's own standing in for "the outside": reachable from the host
+/// over a veth, with no route back to any project subnet, so only masquerade lets a container's
+/// traffic come back.
+struct Outside {
+    ns: String,
+    link: String,
+    addr: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let tag = std::process::id() % 250 + 1;
+        let ns = format!("dvtest-out-{}", std::process::id());
+        let link = format!("dvto{}", std::process::id() % 100000);
+        let sh = |cmd: &str| {
+            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+            assert!(ok, "{cmd}");
+        };
+        let (host, addr) = (format!("198.18.{tag}.1"), format!("198.18.{tag}.2"));
+        sh(&format!("ip netns add {ns}"));
+        sh(&format!("ip link add {link} type veth peer name eth0 netns {ns}"));
+        sh(&format!("ip addr add {host}/30 dev {link} && ip link set {link} up"));
+        sh(&format!("ip -n {ns} addr add {addr}/30 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"));
+        Outside { ns, link, addr }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.link]).status();
+        let _ = Command::new("ip").args(["netns", "pids", &self.ns]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn containers_reach_the_outside_through_masquerade() {
+    if !root() {
+        return;
+    }
+    let outside = Outside::new();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "outside\n").unwrap();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &outside.ns, "busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(site.path())
+        .spawn()
+        .unwrap();
+    let env = DevEnv::new("egress").with_images(&[(Fixture::Busybox, "busybox")]);
+    env.write(
+        "devenv.yaml",
+        "services:\n  c:\n    image: busybox\n    command: [sleep, \"300\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let url = format!("http://{}/", outside.addr);
+    eventually(10, "the container to fetch a page from outside", || {
+        let out = env.run(&["exec", "c", "wget", "-qO-", &url]);
+        String::from_utf8_lossy(&out.stdout) == "outside\n"
+    });
+    env.ok(&["down"]);
+    let _ = server.kill();
+    let _ = server.wait();
+}
