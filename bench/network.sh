@@ -89,7 +89,14 @@ dockerd_pid=""
 docker_stopped=false
 firewall_restored=false
 
-dv() { "$devenv_bin" "$@"; }
+# devenv's progress lines go to a file, shown when the command fails.
+dv() {
+    if ! "$devenv_bin" "$@" 2>"$tmp/devenv.err"; then
+        log "devenv $* failed:"
+        cat "$tmp/devenv.err" >&2
+        return 1
+    fi
+}
 dk() { "$docker_bin" "$@"; }
 
 stop_dockerd() {
@@ -220,7 +227,7 @@ docker_version="$(dk version --format '{{.Server.Version}}')"
 log "dockerd $docker_version ready, pid $dockerd_pid"
 
 image=devenv-bench/iperf3
-tar -C "$rootfs" -c . | dk import -q - "$image:latest" >/dev/null
+tar -C "$rootfs" -c . | dk import - "$image:latest" >/dev/null
 dk save -o "$tmp/iperf3.tar" "$image:latest"
 dv image load "$tmp/iperf3.tar" --tag "$image" >/dev/null
 log "image $image: $(du -sh "$tmp/iperf3.tar" | cut -f1) archive, loaded into dockerd and devenv"
@@ -291,7 +298,7 @@ write_sleep_project() { # $1 dir, $2 network_mode line or empty
         echo "  s:"
         echo "    image: $image"
         echo "    command: [sleep, \"1000\"]"
-        [ -n "$2" ] && echo "    $2"
+        if [ -n "$2" ]; then echo "    $2"; fi
     } >"$1/devenv.yaml"
 }
 write_sleep_project "$tmp/start-none" "network_mode: none"
@@ -379,7 +386,7 @@ for r in $(seq "$rounds"); do
         [ "$addr" != - ] || continue
         g=$(iperf "$addr" "$port")
         samples[i]="${samples[i]} $g"
-        log "   round $r: (${i}+1) ${labels[$i]}: $g Gbit/s"
+        log "   round $r: ($((i + 1))) ${labels[$i]}: $g Gbit/s"
     done
 done
 
