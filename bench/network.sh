@@ -33,6 +33,7 @@
 # there before this run (see restore_firewall). Traffic goes only to 127.0.0.1, the host's own
 # address, and the bench's own containers' addresses.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
@@ -235,8 +236,14 @@ log "image $image: $(du -sh "$tmp/iperf3.tar" | cut -f1) archive, loaded into do
 # --- helpers ---------------------------------------------------------------------------------
 now_ns() { date +%s%N; }
 
-median() { # numbers as arguments -> their median
-    python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
+median() { # numbers as arguments ("failed" ignored) -> their median
+    python3 -c 'import statistics, sys
+print(statistics.median(float(x) for x in sys.argv[1:] if x != "failed"))' "$@"
+}
+failures() { # how many arguments are "failed"
+    local n=0 x
+    for x in "$@"; do [ "$x" != failed ] || n=$((n + 1)); done
+    echo "$n"
 }
 
 free_port() { # a TCP port the kernel says is free now, never one in $1 (space separated)
@@ -304,13 +311,19 @@ write_sleep_project() { # $1 dir, $2 network_mode line or empty
 write_sleep_project "$tmp/start-none" "network_mode: none"
 write_sleep_project "$tmp/start-bridge" ""
 
-up_time_ms() { # $1 dir, $2 project name: the `up -d` wall time in ms, then `down`
-    local t0 t1
+# $1 dir, $2 project name: the `up -d` wall time in ms, then `down`. A failed `up` prints
+# "failed" (the round is left out of the median and counted in the report) rather than a time.
+up_time_ms() {
+    local t0 t1 ok=true
     t0=$(now_ns)
-    dv -p "$2" --project-directory "$1" -f "$1/devenv.yaml" up -d >/dev/null
+    dv -p "$2" --project-directory "$1" -f "$1/devenv.yaml" up -d >/dev/null || ok=false
     t1=$(now_ns)
     dv -p "$2" --project-directory "$1" -f "$1/devenv.yaml" down >/dev/null
-    echo $(((t1 - t0) / 1000)) | awk '{ printf "%.3f\n", $1 / 1000 }'
+    if $ok; then
+        awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f\n", ns / 1e6 }'
+    else
+        echo failed
+    fi
 }
 
 start_none=()
@@ -333,6 +346,7 @@ log "== start overhead, dockerd's chains present: $start_rounds rounds after 2 w
 start_overhead
 so_docker_none=$(median "${start_none[@]}")
 so_docker_bridge=$(median "${start_bridge[@]}")
+so_docker_failed=$(failures "${start_none[@]}" "${start_bridge[@]}")
 log "   none ${start_none[*]}"
 log "   bridge ${start_bridge[*]}"
 
@@ -398,6 +412,7 @@ log "== start overhead, host without Docker's chains: $start_rounds rounds after
 start_overhead
 so_clean_none=$(median "${start_none[@]}")
 so_clean_bridge=$(median "${start_bridge[@]}")
+so_clean_failed=$(failures "${start_none[@]}" "${start_bridge[@]}")
 log "   none ${start_none[*]}"
 log "   bridge ${start_bridge[*]}"
 
@@ -444,12 +459,12 @@ cat <<EOF
 
 Start overhead: \`up -d\` of one busybox \`sleep\` service, $start_rounds rounds after 2 warm-ups, medians.
 
-| host state | \`network_mode: none\` | bridge (no ports) | difference | target < 10 ms |
-|---|---|---|---|---|
+| host state | \`network_mode: none\` | bridge (no ports) | difference | target < 10 ms | failed \`up\` (left out) |
+|---|---|---|---|---|---|
 EOF
 diff_ms() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$2"; }
 under() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2" && echo "**met**" || echo "**not met**"; }
 d1=$(diff_ms "$so_docker_none" "$so_docker_bridge")
 d2=$(diff_ms "$so_clean_none" "$so_clean_bridge")
-printf '| dockerd'"'"'s chains present | %.1f ms | %.1f ms | %s ms | %s |\n' "$so_docker_none" "$so_docker_bridge" "$d1" "$(under "$d1" 10)"
-printf '| no Docker chains | %.1f ms | %.1f ms | %s ms | %s |\n' "$so_clean_none" "$so_clean_bridge" "$d2" "$(under "$d2" 10)"
+printf '| dockerd'"'"'s chains present | %.1f ms | %.1f ms | %s ms | %s | %s |\n' "$so_docker_none" "$so_docker_bridge" "$d1" "$(under "$d1" 10)" "$so_docker_failed"
+printf '| no Docker chains | %.1f ms | %.1f ms | %s ms | %s | %s |\n' "$so_clean_none" "$so_clean_bridge" "$d2" "$(under "$d2" 10)" "$so_clean_failed"
