@@ -32,6 +32,10 @@
 # chains, NAT rules) and does not undo it when it stops: the cleanup does, when they were not
 # there before this run (see restore_firewall). Traffic goes only to 127.0.0.1, the host's own
 # address, and the bench's own containers' addresses.
+#
+# Left on the host: nothing of the run, except Docker's rules and DOCKER* chains when some were
+# already there at the start (a system Docker, an earlier dockerd): then they are left alone, since
+# this dockerd's cannot be told from theirs. docker0 is deleted when it was new.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
