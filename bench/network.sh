@@ -9,6 +9,9 @@
 #   (4) to a `docker run -p` port via 127.0.0.1       (docker-proxy, a userland copy)
 #   (5) to that port via the host's own address       (Docker's iptables DNAT)
 #   (6) straight to the Docker container's address
+#   (7) (8) as (5) and (6), with the container on a Docker network whose MTU is the uplink's,
+#       the MTU devenv's bridge takes (docker0 is 1500 whatever the uplink), to separate the
+#       MTU from the rest
 # each BENCH_SECONDS long (default 5), BENCH_ROUNDS rounds (default 3), interleaved round by
 # round; the median of each is reported with the ratios (1)/(3), (2)/(3), (1)/(4), (2)/(5).
 #
@@ -108,8 +111,10 @@ stop_dockerd() {
     $docker_stopped && return 0
     docker_stopped=true
     if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
-        # Our containers first (dockerd would stop them anyway; --rm'd or not, they go).
+        # Our containers first (dockerd would stop them anyway; --rm'd or not, they go), then
+        # our network, whose bridge and rules dockerd would otherwise leave on the host.
         dk ps -aq 2>/dev/null | xargs -r "$docker_bin" rm -f >/dev/null 2>&1 || true
+        dk network rm devenv-netbench >/dev/null 2>&1 || true
         kill -TERM "$dockerd_pid" 2>/dev/null || true
         for _ in $(seq 150); do
             kill -0 "$dockerd_pid" 2>/dev/null || break
@@ -373,11 +378,18 @@ dv -p "$project" --project-directory "$tmp/iperf" -f "$tmp/iperf/devenv.yaml" up
 dv_ip="$(container_ip "$project" iperf)"
 dk run -d --rm --init --name devenv-netbench-iperf -p "$dk_port:5201" "$image" iperf3 -s >/dev/null
 dk_ip="$(dk inspect --format '{{.NetworkSettings.IPAddress}}' devenv-netbench-iperf)"
+uplink_mtu="$(ip -o link show "$(ip -4 route show default | awk '{print $5; exit}')" 2>/dev/null | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
+uplink_mtu="${uplink_mtu:-1500}"
+dk2_port=$(free_port "$dv_port $dk_port")
+dk network create -o "com.docker.network.driver.mtu=$uplink_mtu" devenv-netbench >/dev/null
+dk run -d --rm --init --name devenv-netbench-iperf-mtu --network devenv-netbench -p "$dk2_port:5201" "$image" iperf3 -s >/dev/null
+dk2_ip="$(dk inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' devenv-netbench-iperf-mtu)"
 log "devenv: container $dv_ip, published on $dv_port; Docker: container $dk_ip, published on $dk_port; host address ${host_ip:-none}"
 wait_listening "$dv_ip" 5201
 wait_listening "$dk_ip" 5201
 wait_listening 127.0.0.1 "$dv_port"
 wait_listening 127.0.0.1 "$dk_port"
+wait_listening "$dk2_ip" 5201
 
 labels=(
     "devenv, published port via 127.0.0.1"
@@ -386,6 +398,8 @@ labels=(
     "Docker -p via 127.0.0.1 (docker-proxy)"
     "Docker -p via the host address (DNAT)"
     "Docker, container address"
+    "Docker -p via the host address, network MTU $uplink_mtu"
+    "Docker, container address, network MTU $uplink_mtu"
 )
 targets=(
     "127.0.0.1 $dv_port"
@@ -394,10 +408,12 @@ targets=(
     "127.0.0.1 $dk_port"
     "${host_ip:--} $dk_port"
     "$dk_ip 5201"
+    "${host_ip:--} $dk2_port"
+    "$dk2_ip 5201"
 )
-declare -a samples=("" "" "" "" "" "")
+declare -a samples=("" "" "" "" "" "" "" "")
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-log "== throughput: iperf3 -t $seconds, $rounds rounds, the six paths in turn each round"
+log "== throughput: iperf3 -t $seconds, $rounds rounds, the eight paths in turn each round"
 for r in $(seq "$rounds"); do
     for i in "${!targets[@]}"; do
         read -r addr port <<<"${targets[$i]}"
@@ -408,6 +424,8 @@ for r in $(seq "$rounds"); do
     done
 done
 
+dk rm -f devenv-netbench-iperf-mtu >/dev/null 2>&1 || true
+dk network rm devenv-netbench >/dev/null 2>&1 || true
 stop_dockerd
 restore_firewall
 log "dockerd stopped, its firewall changes undone"
@@ -452,6 +470,7 @@ r13=$(ratio "${med[0]}" "${med[2]}")
 r23=$(ratio "${med[1]}" "${med[2]}")
 r14=$(ratio "${med[0]}" "${med[3]}")
 r25=$(ratio "${med[1]}" "${med[4]}")
+r27=$(ratio "${med[1]}" "${med[6]}")
 cat <<EOF
 
 | ratio | value | target |
@@ -460,6 +479,7 @@ cat <<EOF
 | (2)/(3) devenv host address ÷ direct | $r23 | ≥ 0.95: $(verdict "$r23" 0.95) |
 | (1)/(4) devenv ÷ Docker, via 127.0.0.1 | $r14 | > 1: $(verdict "$r14" 1.0001) |
 | (2)/(5) devenv ÷ Docker, via the host address | $r25 | > 1: $(verdict "$r25" 1.0001) |
+| (2)/(7) devenv ÷ Docker at the same MTU, via the host address | $r27 | > 1: $(verdict "$r27" 1.0001) |
 
 Start overhead: \`up -d\` of one busybox \`sleep\` service, $start_rounds rounds after 2 warm-ups, medians.
 

@@ -18,7 +18,7 @@ use crate::network::{
     self, bridge_name, firewall, hostports, ipam, project_hash, veth_name, ContainerAttachment,
     HostLock, Ipam, NetnsRef, NetworkError, ProjectRules, PublishedPort, RtNetlink,
 };
-use crate::state::{ContainerRecord, EndpointRecord, NetworkRecord, PortRecord, ProjectState};
+use crate::state::{EndpointRecord, NetworkRecord, PortRecord, ProjectState};
 
 /// Runs rtnetlink calls from the engine's blocking code on a current-thread runtime of their
 /// own: it works the same from plain threads and from the supervisor's blocking pool, and costs
@@ -149,29 +149,25 @@ impl Engine {
         with_netlink(async |nl| network::detach(nl, &endpoint.veth).await).map_err(net_err)
     }
 
-    /// Installs the project's rules for the ports of `records` plus `pending` (services about to
-    /// be created, with their addresses). With `lock`, under that hold of the firewall lock.
+    /// Installs the project's rules for `ports`, each list with the container address it goes
+    /// to. With `lock`, under that hold of the firewall lock.
     pub(super) fn apply_firewall(
         &self,
         lock: Option<&firewall::FirewallLock>,
         project: &str,
         net: &NetworkRecord,
-        records: &[&ContainerRecord],
-        pending: &[(Ipv4Addr, &[PortRecord])],
+        ports: &[(Ipv4Addr, Vec<PortRecord>)],
     ) -> Result<(), EngineError> {
-        let mut ports = Vec::new();
-        let existing = records
-            .iter()
-            .filter_map(|r| Some((r.endpoint.as_ref()?.ip_address, r.ports.as_slice())));
-        for (ip, list) in existing.chain(pending.iter().copied()) {
+        let mut published = Vec::new();
+        for (ip, list) in ports {
             for p in list {
-                ports.push(PublishedPort {
+                published.push(PublishedPort {
                     host_ip: match p.host_ip {
                         IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
                         _ => None,
                     },
                     host_port: p.host_port,
-                    container: ip,
+                    container: *ip,
                     container_port: p.container_port,
                     protocol: fw_protocol(p.protocol),
                 });
@@ -182,7 +178,7 @@ impl Engine {
             hash: &net.hash,
             bridge: &net.bridge,
             subnet: net.subnet,
-            ports: &ports,
+            ports: &published,
         };
         match lock {
             Some(l) => firewall::apply_locked(l, &rules),

@@ -3,6 +3,7 @@
 //! step. Blocking; the supervisor runs it off its event loop.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -13,7 +14,7 @@ use crate::config::forms::NetworkMode;
 use crate::config::Project;
 use crate::image::{ImageInfo, Reference};
 use crate::network::{firewall, project_hash};
-use crate::state::{ContainerRecord, PortRecord, ProjectState, StateError};
+use crate::state::{ContainerRecord, NetworkRecord, PortRecord, ProjectState, StateError};
 
 /// What a reconcile did, for the user.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -109,7 +110,7 @@ impl Engine {
         actions: &[Action],
         images: &BTreeMap<String, ImageInfo>,
         hashes: &BTreeMap<String, String>,
-        mut ports: BTreeMap<String, Vec<PortRecord>>,
+        ports: BTreeMap<String, Vec<PortRecord>>,
         bridged: bool,
         fw_lock: Option<firewall::FirewallLock>,
         state: &Mutex<ProjectState>,
@@ -131,29 +132,78 @@ impl Engine {
             None => BTreeMap::new(),
         };
 
-        if let Some(net) = &net {
-            // Rules for what is kept and what is about to run (a recreated service keeps its
-            // address): DNAT to an address whose container is not there yet is harmless, and no
-            // published port waits for the last container.
-            let pending: Vec<_> = ports
-                .iter()
-                .filter_map(|(s, p)| Some((*addresses.get(s)?, p.as_slice())))
-                .collect();
-            let st = state.lock().expect("state lock");
-            let records: Vec<&ContainerRecord> = st
-                .containers
-                .values()
-                .filter(|r| {
-                    let s = &r.service;
-                    !actions
+        // Rules for what is kept and what is about to run (a recreated service keeps its
+        // address): DNAT to an address whose container is not there yet is harmless. They go in
+        // on a thread of their own, beside the containers' creation (nft and iptables are
+        // separate programs, a few ms each), and are in before `up` returns.
+        let rules: Option<(NetworkRecord, Vec<(Ipv4Addr, Vec<PortRecord>)>)> =
+            net.clone().map(|net| {
+                let replaced = |s: &String| {
+                    actions
                         .iter()
                         .any(|a| matches!(a, Action::Remove(x) | Action::Recreate(x) if x == s))
-                })
-                .collect();
-            self.apply_firewall(fw_lock.as_ref(), &project.name, net, &records, &pending)?;
-        }
-        drop(fw_lock);
+                };
+                let st = state.lock().expect("state lock");
+                let mut all: Vec<(Ipv4Addr, Vec<PortRecord>)> = st
+                    .containers
+                    .values()
+                    .filter(|r| !replaced(&r.service))
+                    .filter_map(|r| Some((r.endpoint.as_ref()?.ip_address, r.ports.clone())))
+                    .collect();
+                all.extend(ports.iter().filter_map(|(s, p)| Some((*addresses.get(s)?, p.clone()))));
+                (net, all)
+            });
+        std::thread::scope(|scope| {
+            let firewall = scope.spawn(move || {
+                let result = match &rules {
+                    Some((net, ports)) => {
+                        self.apply_firewall(fw_lock.as_ref(), &project.name, net, ports)
+                    }
+                    None => Ok(()),
+                };
+                drop(fw_lock);
+                result
+            });
+            let result = self.replace_containers(
+                project,
+                actions,
+                images,
+                hashes,
+                ports,
+                net.as_ref(),
+                &addresses,
+                state,
+                save,
+            );
+            let firewall = firewall.join().expect("firewall thread");
+            match (result, firewall) {
+                (Ok(outcome), Ok(())) => Ok(outcome),
+                (Ok(outcome), Err(e)) => {
+                    let started: Vec<String> =
+                        outcome.created.iter().chain(&outcome.recreated).cloned().collect();
+                    self.roll_back(project, net.as_ref(), &started, state, save)?;
+                    Err(e)
+                }
+                (Err(e), _) => Err(e),
+            }
+        })
+    }
 
+    /// Removes what left the file and what changed, then creates the new containers layer by
+    /// layer; when one fails, the ones this call started are removed again.
+    #[allow(clippy::too_many_arguments)]
+    fn replace_containers(
+        &self,
+        project: &Project,
+        actions: &[Action],
+        images: &BTreeMap<String, ImageInfo>,
+        hashes: &BTreeMap<String, String>,
+        mut ports: BTreeMap<String, Vec<PortRecord>>,
+        net: Option<&NetworkRecord>,
+        addresses: &BTreeMap<String, Ipv4Addr>,
+        state: &Mutex<ProjectState>,
+        save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
+    ) -> Result<Outcome, EngineError> {
         let mut outcome = Outcome::default();
         for a in actions {
             if let Action::Remove(s) | Action::Recreate(s) = a {
@@ -198,14 +248,14 @@ impl Engine {
                                     config_hash: hashes[s.as_str()].clone(),
                                     join_pid,
                                     shared_endpoint,
-                                    bridge: match (&net, mode(project, s)) {
+                                    bridge: match (net, mode(project, s)) {
                                         (Some(n), NetworkMode::Bridge) => {
                                             addresses.get(s.as_str()).map(|a| (n, *a))
                                         }
                                         _ => None,
                                     },
                                     ports: ports.remove(s.as_str()).unwrap_or_default(),
-                                    addresses: &addresses,
+                                    addresses,
                                 };
                                 scope.spawn(move || {
                                     let mut record = |rec: &ContainerRecord| {
@@ -238,23 +288,7 @@ impl Engine {
             Ok(())
         })();
         if let Err(e) = result {
-            // Undo this attempt: nothing it started stays behind.
-            for s in created_now.iter().rev() {
-                let rec = state.lock().expect("state lock").containers.remove(s);
-                if let Some(rec) = rec {
-                    for undo in self.remove(&rec) {
-                        tracing::warn!(service = %s, error = %undo, "rolling back");
-                    }
-                }
-            }
-            save(&state.lock().expect("state lock"))?;
-            if let Some(net) = &net {
-                let st = state.lock().expect("state lock");
-                let records: Vec<&ContainerRecord> = st.containers.values().collect();
-                if let Err(undo) = self.apply_firewall(None, &project.name, net, &records, &[]) {
-                    tracing::warn!(error = %undo, "restoring the rules of what still runs");
-                }
-            }
+            self.roll_back(project, net, &created_now, state, save)?;
             return Err(e);
         }
         if net.is_some() {
@@ -269,6 +303,40 @@ impl Engine {
             }
         }
         Ok(outcome)
+    }
+
+    /// Undoes an attempt: the containers it started are removed, and the rules go back to what
+    /// still runs.
+    fn roll_back(
+        &self,
+        project: &Project,
+        net: Option<&NetworkRecord>,
+        started: &[String],
+        state: &Mutex<ProjectState>,
+        save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
+    ) -> Result<(), EngineError> {
+        for s in started.iter().rev() {
+            let rec = state.lock().expect("state lock").containers.remove(s);
+            if let Some(rec) = rec {
+                for undo in self.remove(&rec) {
+                    tracing::warn!(service = %s, error = %undo, "rolling back");
+                }
+            }
+        }
+        save(&state.lock().expect("state lock"))?;
+        if let Some(net) = net {
+            let ports: Vec<(Ipv4Addr, Vec<PortRecord>)> = state
+                .lock()
+                .expect("state lock")
+                .containers
+                .values()
+                .filter_map(|r| Some((r.endpoint.as_ref()?.ip_address, r.ports.clone())))
+                .collect();
+            if let Err(undo) = self.apply_firewall(None, &project.name, net, &ports) {
+                tracing::warn!(error = %undo, "restoring the rules of what still runs");
+            }
+        }
+        Ok(())
     }
 
     /// Brings every running container's /etc/hosts up to date with the project's addresses, so

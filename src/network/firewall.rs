@@ -247,26 +247,29 @@ pub fn remove(hash: &str, bridge: &str) -> Result<()> {
 /// [`remove`] under a lock the caller already holds.
 pub fn remove_locked(_lock: &FirewallLock, hash: &str, bridge: &str) -> Result<()> {
     let mut first = docker_user(bridge, false).err();
-    let mine = project_chains(hash)?;
-    let cmds: Vec<Value> = mine
-        .iter()
-        .map(|c| json!({"delete": {"chain": {"family": "inet", "table": TABLE, "name": c}}}))
-        .collect();
-    if !cmds.is_empty() {
-        if let Err(e) = nft(&json!({"nftables": cmds}), &format!("deleting the chains of {bridge}"))
-        {
-            first.get_or_insert(e);
-        }
-    }
-    let out = Command::new("nft").args(["-j", "list", "chains", "inet"]).output();
-    let left = out.map(|o| table_chains(&serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)));
-    let table_exists = Command::new("nft")
-        .args(["list", "table", "inet", TABLE])
+    // One listing of the table: no table, nothing to do; only our chains in it, the table goes
+    // with them; otherwise just ours.
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", TABLE])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if table_exists && left.is_ok_and(|l| l.is_empty()) {
-        let del = json!({"nftables": [{"delete": {"table": {"family": "inet", "name": TABLE}}}]});
-        if let Err(e) = nft(&del, "deleting the empty table inet devenv") {
+        .map_err(|e| NetworkError::io("running nft list table", e))?;
+    if !out.status.success() {
+        return first.map_or(Ok(()), Err);
+    }
+    let chains = table_chains(&serde_json::from_slice(&out.stdout).unwrap_or(Value::Null));
+    let wanted = chain_names(hash);
+    let (mine, others): (Vec<String>, Vec<String>) =
+        chains.into_iter().partition(|c| wanted.contains(c));
+    let cmds: Vec<Value> = if others.is_empty() {
+        vec![json!({"delete": {"table": {"family": "inet", "name": TABLE}}})]
+    } else {
+        mine.iter()
+            .map(|c| json!({"delete": {"chain": {"family": "inet", "table": TABLE, "name": c}}}))
+            .collect()
+    };
+    if !cmds.is_empty() {
+        if let Err(e) = nft(&json!({"nftables": cmds}), &format!("deleting the rules of {bridge}"))
+        {
             first.get_or_insert(e);
         }
     }
@@ -375,17 +378,27 @@ fn docker_user(bridge: &str, add: bool) -> Result<()> {
 }
 
 fn docker_user_with(program: &str, bridge: &str, add: bool) -> Result<()> {
+    // The legacy backend is only worth a process when its filter table is loaded at all.
+    if program.ends_with("legacy")
+        && !std::fs::read_to_string("/proc/net/ip_tables_names")
+            .is_ok_and(|t| t.lines().any(|l| l == "filter"))
+    {
+        return Ok(());
+    }
     let iptables = |args: &[&str]| {
         Command::new(program).args(args).stderr(std::process::Stdio::piped()).output()
     };
-    if !iptables(&["-n", "-L", "DOCKER-USER"]).is_ok_and(|o| o.status.success()) {
-        return Ok(());
-    }
+    // One listing says both whether the chain exists and which of our rules it has.
+    let listed = match iptables(&["-S", "DOCKER-USER"]) {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => return Ok(()),
+    };
     for dir in ["-i", "-o"] {
         let rule = ["DOCKER-USER", dir, bridge, "-j", "ACCEPT"];
+        let line = format!("-A {}", rule.join(" "));
+        let copies = listed.lines().filter(|l| l.trim() == line).count();
         let with = |cmd: &'static str| -> Vec<&str> { [cmd].into_iter().chain(rule).collect() };
-        let present = || iptables(&with("-C")).is_ok_and(|o| o.status.success());
-        if add && !present() {
+        if add && copies == 0 {
             let out = iptables(&with("-I"))
                 .map_err(|e| NetworkError::io(format!("running {program}"), e))?;
             if !out.status.success() {
@@ -395,9 +408,11 @@ fn docker_user_with(program: &str, bridge: &str, add: bool) -> Result<()> {
                 });
             }
         }
-        // -D removes one copy a call; repeat in case a crashed run added it twice.
+        // Every copy goes: a crashed run may have added one twice.
         if !add {
-            while present() && iptables(&with("-D")).is_ok_and(|o| o.status.success()) {}
+            for _ in 0..copies {
+                let _ = iptables(&with("-D"));
+            }
         }
     }
     Ok(())

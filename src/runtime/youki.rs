@@ -119,7 +119,17 @@ impl Youki {
             unsafe { command.pre_exec(move || map_fds(fds)) };
         }
         let started = std::time::Instant::now();
-        let output = command.output().map_err(|source| RuntimeError::Spawn {
+        // dup2 in the child fails with EBUSY when the fork caught another thread of ours between
+        // reserving a descriptor number and installing the file (open(2) in flight): that slot
+        // stays reserved in the child forever. A new fork does not inherit the race.
+        let mut output = command.output();
+        for _ in 0..4 {
+            match &output {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => output = command.output(),
+                _ => break,
+            }
+        }
+        let output = output.map_err(|source| RuntimeError::Spawn {
             id: id.to_owned(),
             op,
             program: self.helper.clone(),
