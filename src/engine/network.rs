@@ -34,6 +34,9 @@ fn with_netlink<T>(f: impl AsyncFnOnce(&RtNetlink) -> network::Result<T>) -> net
     })
 }
 
+/// Published ports by the container address they go to: what the project's rules are made of.
+pub(super) type PortsByAddress = Vec<(Ipv4Addr, Vec<PortRecord>)>;
+
 fn net_err(source: NetworkError) -> EngineError {
     EngineError::Network { source }
 }
@@ -156,7 +159,7 @@ impl Engine {
         lock: Option<&firewall::FirewallLock>,
         project: &str,
         net: &NetworkRecord,
-        ports: &[(Ipv4Addr, Vec<PortRecord>)],
+        ports: &PortsByAddress,
     ) -> Result<(), EngineError> {
         let mut published = Vec::new();
         for (ip, list) in ports {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::network::{hosts_text, mode, resolve_ports, rewrite_in_place};
+use super::network::{hosts_text, mode, resolve_ports, rewrite_in_place, PortsByAddress};
 use super::plan::{config_hash, follow_shared_namespaces, plan, Action};
 use super::{CreateRequest, Engine, EngineError};
 use crate::config::forms::NetworkMode;
@@ -136,23 +136,22 @@ impl Engine {
         // address): DNAT to an address whose container is not there yet is harmless. They go in
         // on a thread of their own, beside the containers' creation (nft and iptables are
         // separate programs, a few ms each), and are in before `up` returns.
-        let rules: Option<(NetworkRecord, Vec<(Ipv4Addr, Vec<PortRecord>)>)> =
-            net.clone().map(|net| {
-                let replaced = |s: &String| {
-                    actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Remove(x) | Action::Recreate(x) if x == s))
-                };
-                let st = state.lock().expect("state lock");
-                let mut all: Vec<(Ipv4Addr, Vec<PortRecord>)> = st
-                    .containers
-                    .values()
-                    .filter(|r| !replaced(&r.service))
-                    .filter_map(|r| Some((r.endpoint.as_ref()?.ip_address, r.ports.clone())))
-                    .collect();
-                all.extend(ports.iter().filter_map(|(s, p)| Some((*addresses.get(s)?, p.clone()))));
-                (net, all)
-            });
+        let rules: Option<(NetworkRecord, PortsByAddress)> = net.clone().map(|net| {
+            let replaced = |s: &String| {
+                actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Remove(x) | Action::Recreate(x) if x == s))
+            };
+            let st = state.lock().expect("state lock");
+            let mut all: PortsByAddress = st
+                .containers
+                .values()
+                .filter(|r| !replaced(&r.service))
+                .filter_map(|r| Some((r.endpoint.as_ref()?.ip_address, r.ports.clone())))
+                .collect();
+            all.extend(ports.iter().filter_map(|(s, p)| Some((*addresses.get(s)?, p.clone()))));
+            (net, all)
+        });
         std::thread::scope(|scope| {
             let firewall = scope.spawn(move || {
                 let result = match &rules {
@@ -325,7 +324,7 @@ impl Engine {
         }
         save(&state.lock().expect("state lock"))?;
         if let Some(net) = net {
-            let ports: Vec<(Ipv4Addr, Vec<PortRecord>)> = state
+            let ports: PortsByAddress = state
                 .lock()
                 .expect("state lock")
                 .containers
