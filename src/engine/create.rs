@@ -131,6 +131,10 @@ impl Engine {
         let hostname = svc.hostname.clone().unwrap_or_else(|| service.to_owned());
         let hosts_text = match network {
             NetworkNamespace::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            // Only `lo` with network_mode: none: no other service is reachable.
+            NetworkNamespace::New if svc.network_mode == Some(NetworkMode::None) => {
+                hosts_text(&req.project.name, service, &hostname, &BTreeMap::new())
+            }
             _ => hosts_text(&req.project.name, service, &hostname, req.addresses),
         };
         std::fs::write(&hosts, hosts_text).map_err(io("cannot write", &hosts))?;

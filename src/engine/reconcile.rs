@@ -352,7 +352,8 @@ impl Engine {
             }
         }
         for (name, rec) in &st.containers {
-            if rec.network_mode == "host" || !project.model.services.contains_key(name) {
+            let own_network = matches!(rec.network_mode.as_str(), "host" | "none");
+            if own_network || !project.model.services.contains_key(name) {
                 continue;
             }
             let svc = &project.model.services[name];
