@@ -130,6 +130,11 @@ fn the_bridge_works_while_dockerd_runs() {
     }
     let out = env.run(&["exec", "client", "timeout", "2", "wget", "-qO-", "http://web/"]);
     assert!(!out.status.success(), "expected the FORWARD policy to drop it");
+    // As after a dockerd started once the project was up: the supervisor puts the rules back.
+    eventually(15, "the supervisor to restore the DOCKER-USER rules", || {
+        let out = env.run(&["exec", "client", "timeout", "2", "wget", "-qO-", "http://web/"]);
+        String::from_utf8_lossy(&out.stdout).contains("devenv nginx")
+    });
     env.ok(&["down"]);
     // Our ACCEPT rules went with the project.
     let rules = Command::new("iptables").args(["-S", "DOCKER-USER"]).output().unwrap();

@@ -365,6 +365,13 @@ fn parse_dnat_rule(chain: &str, rule: &Value) -> Option<Claim> {
     Some(Claim { protocol: protocol?, host_ip, port: port?, project })
 }
 
+/// Re-adds the bridge's DOCKER-USER rules if they are missing: dockerd may have started (or
+/// restarted) after the project came up. Takes the firewall lock; nothing to do without Docker.
+pub fn ensure_docker_user(bridge: &str) -> Result<()> {
+    let _lock = lock()?;
+    docker_user(bridge, true)
+}
+
 /// With Docker on the host, its FORWARD policy DROP (and br_netfilter) drops frames between
 /// containers of other bridges; an ACCEPT in DOCKER-USER for our bridge restores them. Nothing to
 /// do when the chain does not exist (dockerd never ran). Both iptables backends are asked: a

@@ -21,6 +21,9 @@ use crate::engine::Engine;
 use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
 use protocol::{ProjectRef, Request, Response};
 
+/// Every how many housekeeping ticks (seconds) Docker's DOCKER-USER chain is re-checked.
+const DOCKER_CHECK_TICKS: u64 = 5;
+
 /// Why the supervisor stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -106,6 +109,7 @@ impl Supervisor {
         };
 
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);
         let exit = loop {
             tokio::select! {
@@ -113,7 +117,20 @@ impl Supervisor {
                     tokio::spawn(serve(me.clone(), stream, done_tx.clone()));
                 },
                 _ = sigchld.recv() => me.reap(),
-                _ = tick.tick() => me.housekeeping(),
+                _ = tick.tick() => {
+                    me.housekeeping();
+                    ticks += 1;
+                    // dockerd started after `up` would cut the bridge's traffic (FORWARD DROP):
+                    // its DOCKER-USER rules are re-checked now and then (one iptables listing).
+                    let network = me.state.lock().expect("state").network.clone();
+                    if let (0, Some(net)) = (ticks % DOCKER_CHECK_TICKS, network) {
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = crate::network::firewall::ensure_docker_user(&net.bridge) {
+                                tracing::warn!(error = %e, "re-adding the DOCKER-USER rules");
+                            }
+                        });
+                    }
+                }
                 _ = sigint.recv(), if self.foreground => {
                     let me = me.clone();
                     let _g = me.op.lock().await;
