@@ -64,11 +64,8 @@ fn curl(args: &[&str], url: &str) -> Resp {
 }
 
 fn skopeo(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("skopeo")
-        .args(["--insecure-policy"])
-        .args(args)
-        .output()
-        .expect("run skopeo");
+    let out =
+        Command::new("skopeo").args(["--insecure-policy"]).args(args).output().expect("run skopeo");
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {
@@ -153,8 +150,12 @@ fn anonymous_registry_serves_the_layered_fixture() {
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3);
     let inspect: Value = serde_json::from_str(
-        &skopeo(&["inspect", "--tls-verify=false", &format!("docker://{}/devenv-test/layered:latest", reg.addr())])
-            .unwrap(),
+        &skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/devenv-test/layered:latest", reg.addr()),
+        ])
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(inspect["Digest"], digest);
@@ -172,7 +173,8 @@ fn anonymous_registry_serves_the_layered_fixture() {
             r.body
         })
         .collect();
-    let second: Vec<String> = tar_entries(&decompress(&blobs[1])).into_iter().map(|e| e.0).collect();
+    let second: Vec<String> =
+        tar_entries(&decompress(&blobs[1])).into_iter().map(|e| e.0).collect();
     assert!(second.contains(&".wh.remove-me.txt".to_string()), "{second:?}");
     assert!(second.contains(&"data/.wh..wh..opq".to_string()), "{second:?}");
     let rootfs = apply_layers(&blobs);
@@ -203,12 +205,16 @@ fn multiarch_index_has_amd64_and_arm64() {
         let url = format!("{}/v2/devenv-test/multi/manifests/{d}", reg.url());
         let m = curl(&["-H", &format!("Accept: {ACCEPT_MANIFESTS}")], &url).json();
         let config_digest = m["config"]["digest"].as_str().unwrap();
-        let config = curl(&[], &format!("{}/v2/devenv-test/multi/blobs/{config_digest}", reg.url())).json();
+        let config =
+            curl(&[], &format!("{}/v2/devenv-test/multi/blobs/{config_digest}", reg.url())).json();
         assert_eq!(config["architecture"], arch);
         let layer = m["layers"][0]["digest"].as_str().unwrap();
         let blob = curl(&[], &format!("{}/v2/devenv-test/multi/blobs/{layer}", reg.url())).body;
         let files = tar_entries(&decompress(&blob));
-        assert!(files.contains(&("platform".to_string(), Some(platform_marker(arch)))), "{files:?}");
+        assert!(
+            files.contains(&("platform".to_string(), Some(platform_marker(arch)))),
+            "{files:?}"
+        );
     }
 }
 
@@ -226,7 +232,10 @@ fn zstd_layer_keeps_its_media_type() {
     assert!(files.iter().any(|(p, _)| p == "zstd.txt"), "{files:?}");
     // The diff_id in the config is the sha256 of the uncompressed tar.
     let config = read_json(&blob_path(&layout, manifest["config"]["digest"].as_str().unwrap()));
-    assert_eq!(config["rootfs"]["diff_ids"][0], format!("sha256:{}", sha256_hex(&decompress(&blob))));
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        format!("sha256:{}", sha256_hex(&decompress(&blob)))
+    );
 }
 
 #[test]
@@ -239,18 +248,29 @@ fn htpasswd_registry_wants_basic_credentials() {
     assert_eq!(curl(&["--user", "alice:wrong"], &format!("{}/v2/", reg.url())).status, 401);
 
     reg.push_layout(&zstd_layout(), "devenv-test/zstd:latest");
-    let tags = curl(&["--user", "alice:s3cret pass"], &format!("{}/v2/devenv-test/zstd/tags/list", reg.url()));
+    let tags = curl(
+        &["--user", "alice:s3cret pass"],
+        &format!("{}/v2/devenv-test/zstd/tags/list", reg.url()),
+    );
     assert_eq!(tags.json()["tags"][0], "latest");
     let target = format!("docker://{}/devenv-test/zstd:latest", reg.addr());
     assert!(skopeo(&["inspect", "--raw", "--tls-verify=false", &target]).is_err());
-    assert!(skopeo(&["inspect", "--raw", "--tls-verify=false", "--creds=alice:s3cret pass", &target]).is_ok());
+    assert!(skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds=alice:s3cret pass",
+        &target
+    ])
+    .is_ok());
 }
 
 /// Splits a JWT and decodes its claims.
 fn jwt_claims(token: &str) -> Value {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "{token}");
-    let header: Value = serde_json::from_slice(&support::token::unbase64(parts[0]).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&support::token::unbase64(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["x5c"].as_array().unwrap().len(), 1);
     serde_json::from_slice(&support::token::unbase64(parts[1]).unwrap()).unwrap()
@@ -268,8 +288,12 @@ fn token_registry_trusts_the_harness_token_server() {
     // skopeo goes through the whole flow to push, which needs pull and push.
     reg.push_layout(&zstd_layout(), "devenv-test/zstd:latest");
     let pushes = reg.token_requests();
-    assert!(pushes.iter().any(|r| r.user.as_deref() == Some("bob") && r.status == 200
-        && r.granted.iter().any(|g| g.contains("push"))), "{pushes:?}");
+    assert!(
+        pushes.iter().any(|r| r.user.as_deref() == Some("bob")
+            && r.status == 200
+            && r.granted.iter().any(|g| g.contains("push"))),
+        "{pushes:?}"
+    );
 
     let scope = "repository:devenv-test/zstd:pull";
     let token_url = format!("{realm}?service={TOKEN_SERVICE}&scope={scope}");
@@ -280,8 +304,10 @@ fn token_registry_trusts_the_harness_token_server() {
     assert_eq!(json["token"], json["access_token"]);
     let token = json["token"].as_str().unwrap();
     let claims = jwt_claims(token);
-    assert_eq!((claims["iss"].as_str(), claims["aud"].as_str(), claims["sub"].as_str()),
-               (Some(TOKEN_ISSUER), Some(TOKEN_SERVICE), Some("bob")));
+    assert_eq!(
+        (claims["iss"].as_str(), claims["aud"].as_str(), claims["sub"].as_str()),
+        (Some(TOKEN_ISSUER), Some(TOKEN_SERVICE), Some("bob"))
+    );
     assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
     let tags_url = format!("{}/v2/devenv-test/zstd/tags/list", reg.url());
     let tags = curl(&["-H", &format!("Authorization: Bearer {token}")], &tags_url);
@@ -304,7 +330,10 @@ fn token_registry_trusts_the_harness_token_server() {
     // The OAuth2 form of the endpoint.
     let form = format!("grant_type=password&username=bob&password=hunter2&service={TOKEN_SERVICE}&scope={scope}&client_id=t");
     let posted = curl(&["--data", &form], &realm).json();
-    let tags = curl(&["-H", &format!("Authorization: Bearer {}", posted["access_token"].as_str().unwrap())], &tags_url);
+    let tags = curl(
+        &["-H", &format!("Authorization: Bearer {}", posted["access_token"].as_str().unwrap())],
+        &tags_url,
+    );
     assert_eq!(tags.status, 200);
 
     let log = reg.token_requests();
@@ -351,7 +380,10 @@ fn proxy_answers_500_then_forwards() {
         assert_eq!(r.header("connection").as_deref(), Some("close"));
     }
     let ok = curl(&[], &url);
-    assert_eq!((ok.status, ok.header("docker-distribution-api-version").as_deref()), (200, Some("registry/2.0")));
+    assert_eq!(
+        (ok.status, ok.header("docker-distribution-api-version").as_deref()),
+        (200, Some("registry/2.0"))
+    );
     // curl's own retry on 5xx gets through too.
     proxy.set_fault(Fault::Status500 { times: 1 });
     let retried = curl(&["--retry", "2", "--retry-delay", "1"], &url);
@@ -399,14 +431,23 @@ fn proxy_corrupts_blobs_but_not_manifests() {
     let direct = curl(&[], &format!("{}/v2/devenv-test/busybox/blobs/{digest}", reg.url()));
     assert_eq!(format!("sha256:{}", sha256_hex(&direct.body)), digest);
     // Manifests pass untouched, so a client gets as far as the blobs.
-    let m = curl(&["-H", &format!("Accept: {ACCEPT_MANIFESTS}")],
-                 &format!("{}/v2/devenv-test/busybox/manifests/latest", proxy.url()));
-    assert_eq!(format!("sha256:{}", sha256_hex(&m.body)), manifest_digest(&oci_layout(Fixture::Busybox)));
+    let m = curl(
+        &["-H", &format!("Accept: {ACCEPT_MANIFESTS}")],
+        &format!("{}/v2/devenv-test/busybox/manifests/latest", proxy.url()),
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&m.body)),
+        manifest_digest(&oci_layout(Fixture::Busybox))
+    );
     // skopeo notices the corruption.
     let tmp = tempfile::tempdir().unwrap();
-    let err = skopeo(&["copy", "--src-tls-verify=false",
-                       &format!("docker://{}/devenv-test/busybox:latest", proxy.addr()),
-                       &format!("oci:{}:x", tmp.path().display())]).unwrap_err();
+    let err = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/devenv-test/busybox:latest", proxy.addr()),
+        &format!("oci:{}:x", tmp.path().display()),
+    ])
+    .unwrap_err();
     assert!(err.to_lowercase().contains("digest did not match"), "{err}");
 }
 

@@ -108,7 +108,7 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Requests received so far (answered or being answered).
+    /// Requests answered so far (a request is logged once its answer is sent or cut).
     pub fn request_count(&self) -> usize {
         self.lock().requests.len()
     }
@@ -173,6 +173,16 @@ fn header(head: &str, name: &str) -> Option<String> {
 
 fn handle(mut client: TcpStream, upstream: &str, state: &Mutex<State>) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    // A TLS ClientHello (clients such as skopeo try https first): answer at once like
+    // the registry (Go's net/http) does, or the client waits for its handshake timeout.
+    let mut first = [0u8; 1];
+    if client.peek(&mut first).is_ok_and(|n| n == 1) && first[0] == 0x16 {
+        let _ = client.write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        );
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
     let Ok(Some((head, early_body))) = read_head(&mut client) else { return };
     let mut words = head.split(' ');
     let method = words.next().unwrap_or("").to_string();
@@ -222,7 +232,8 @@ fn handle(mut client: TcpStream, upstream: &str, state: &Mutex<State>) {
     };
     // The rest of a request body (pushes), streamed up while the answer comes down.
     let body_up = {
-        let (mut from, mut to) = (client.try_clone().expect("dup client"), up.try_clone().expect("dup upstream"));
+        let (mut from, mut to) =
+            (client.try_clone().expect("dup client"), up.try_clone().expect("dup upstream"));
         std::thread::spawn(move || {
             let mut buf = [0u8; 16 * 1024];
             let mut upstream_open = true;

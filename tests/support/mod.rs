@@ -9,8 +9,8 @@
 #![allow(dead_code)]
 
 pub mod env;
-pub mod images;
 pub mod faults;
+pub mod images;
 pub mod pull_images;
 pub mod registry;
 pub mod token;

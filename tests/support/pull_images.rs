@@ -73,7 +73,11 @@ pub fn layered_layout() -> PathBuf {
         l3.text("etc/os-release", "devenv layered fixture, layer 3\n");
         l3.text("gone-dir/back.txt", "layer 3 recreates gone-dir\n");
         l3.text("late/added.txt", "added by layer 3\n");
-        let (digest, size) = write_image(dir, host_arch(), &[(l1, Compress::Gzip), (l2, Compress::Gzip), (l3, Compress::Gzip)]);
+        let (digest, size) = write_image(
+            dir,
+            host_arch(),
+            &[(l1, Compress::Gzip), (l2, Compress::Gzip), (l3, Compress::Gzip)],
+        );
         write_index_json(dir, MANIFEST_TYPE, &digest, size, Some(host_arch()));
     })
 }
@@ -117,7 +121,8 @@ fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     h.update(include_str!("pull_images.rs"));
     h.update(include_str!("mod.rs"));
     let key = &hex(&h.finalize())[..16];
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures").join(format!("pull-{name}-{key}"));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures").join(format!("pull-{name}-{key}"));
     cached_dir(&dir, |tmp| {
         fs::create_dir_all(tmp.join("blobs/sha256")).expect("create blobs dir");
         fs::write(tmp.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)

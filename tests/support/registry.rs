@@ -80,7 +80,10 @@ impl Registry {
             Auth::Htpasswd { user, password } => {
                 let path = dir.path().join("htpasswd");
                 fs::write(&path, htpasswd_line(user, password)).expect("write htpasswd");
-                format!("auth:\n  htpasswd:\n    realm: devenv-test\n    path: {}\n", path.display())
+                format!(
+                    "auth:\n  htpasswd:\n    realm: devenv-test\n    path: {}\n",
+                    path.display()
+                )
             }
             Auth::Token { user, password, anonymous_pull } => {
                 let server = TokenServer::start(dir.path(), user, password, *anonymous_pull);
@@ -244,7 +247,11 @@ impl Registry {
             .output()
             .expect("run curl");
         let head = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "HEAD {repo}:{reference}: {}{head}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "HEAD {repo}:{reference}: {}{head}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         head.lines()
             .find_map(|l| {
                 let (name, value) = l.split_once(':')?;

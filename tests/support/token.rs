@@ -75,11 +75,26 @@ impl TokenServer {
     pub fn start(dir: &Path, user: &str, password: &str, anonymous_pull: bool) -> TokenServer {
         let key = dir.join("token-key.pem");
         let cert = dir.join("token-cert.pem");
-        openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=devenv-test-token-signer",
-            "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
-        ], &[]);
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=devenv-test-token-signer",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+            &[],
+        );
         let der = openssl(&["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"], &[]);
         let inner = Arc::new(Inner {
             user: user.to_string(),
@@ -177,8 +192,13 @@ fn serve(inner: &Inner, mut conn: TcpStream) -> std::io::Result<()> {
         }
         params.extend(form);
     }
-    let scopes: Vec<String> =
-        params.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ')).filter(|s| !s.is_empty()).map(String::from).collect();
+    let scopes: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     let service = params.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone());
     let mut record = TokenRequest {
         method: method.clone(),
@@ -254,7 +274,10 @@ fn mint(inner: &Inner, sub: &str, access: Vec<Value>) -> String {
         base64(header.to_string().as_bytes(), URL, false),
         base64(claims.to_string().as_bytes(), URL, false)
     );
-    let der = openssl(&["dgst", "-sha256", "-sign", inner.key.to_str().unwrap()], signing_input.as_bytes());
+    let der = openssl(
+        &["dgst", "-sha256", "-sign", inner.key.to_str().unwrap()],
+        signing_input.as_bytes(),
+    );
     format!("{signing_input}.{}", base64(&ecdsa_der_to_raw(&der), URL, false))
 }
 
@@ -322,7 +345,8 @@ fn response(status: u16, content_type: &str, body: &str) -> String {
         500 => "Internal Server Error",
         _ => "Status",
     };
-    let extra = if status == 401 { "WWW-Authenticate: Basic realm=\"devenv-test-token\"\r\n" } else { "" };
+    let extra =
+        if status == 401 { "WWW-Authenticate: Basic realm=\"devenv-test-token\"\r\n" } else { "" };
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          {extra}Connection: close\r\n\r\n{body}",
