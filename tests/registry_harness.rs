@@ -394,6 +394,19 @@ fn proxy_answers_500_then_forwards() {
 }
 
 #[test]
+fn proxy_answers_500_to_blobs_only() {
+    let (reg, digest, bytes) = registry_with_big_blob();
+    let proxy = FaultProxy::start(&reg.addr(), Fault::Status500OnBlobs { times: 1 });
+    assert_eq!(curl(&[], &format!("{}/v2/", proxy.url())).status, 200);
+    let url = format!("{}/v2/devenv-test/busybox/blobs/{digest}", proxy.url());
+    assert_eq!(curl(&[], &url).status, 500);
+    let ok = curl(&[], &url);
+    assert_eq!((ok.status, ok.body.len()), (200, bytes.len()));
+    let faulted: Vec<bool> = proxy.requests().iter().map(|r| r.faulted).collect();
+    assert_eq!(faulted, [false, true, false]);
+}
+
+#[test]
 fn proxy_cuts_blobs_and_passes_ranges() {
     let (reg, digest, bytes) = registry_with_big_blob();
     let cut = 100_000;

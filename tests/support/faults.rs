@@ -30,6 +30,9 @@ pub enum Fault {
     /// (`{"errors":[{"code":"UNKNOWN","message":"injected fault",..}]}`) without
     /// reaching the registry; later ones are forwarded.
     Status500 { times: u32 },
+    /// Like `Status500`, but only for the first `times` blob GETs; everything
+    /// else (ping, token challenge, manifests) is forwarded.
+    Status500OnBlobs { times: u32 },
     /// The first `times` blob answers (200 or 206) are cut after the headers and
     /// `after_bytes` bytes of the body: the proxy closes the connection although
     /// Content-Length promised more. Later ones are forwarded whole.
@@ -202,6 +205,10 @@ fn handle(mut client: TcpStream, upstream: &str, state: &Mutex<State>) {
         let mut s = lock();
         match s.fault {
             Fault::Status500 { times } if s.injected < times => {
+                s.injected += 1;
+                true
+            }
+            Fault::Status500OnBlobs { times } if blob_get && s.injected < times => {
                 s.injected += 1;
                 true
             }
