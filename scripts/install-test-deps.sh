@@ -7,6 +7,9 @@ packages=(
   busybox-static redis-server redis-tools nginx-light python3
   # the local registry the tests pull from, and the tool that pushes to it
   docker-registry skopeo
+  # registry auth in tests: htpasswd (bcrypt) files, the token server's key, certificate and
+  # signatures
+  apache2-utils openssl
   # real clients the tests use
   curl iproute2 nftables tmux util-linux
   # libcontainer's seccomp support

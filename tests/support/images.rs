@@ -163,7 +163,7 @@ fn put_blob(blobs: &Path, bytes: &[u8]) -> (String, u64) {
 }
 
 /// OCI architecture name for the host (Go's GOARCH spelling).
-fn host_arch() -> &'static str {
+pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -9,8 +9,11 @@
 #![allow(dead_code)]
 
 pub mod env;
+pub mod faults;
 pub mod images;
+pub mod pull_images;
 pub mod registry;
+pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -143,12 +146,35 @@ impl Layer {
 
     /// Writes the layer as a gzip blob; returns (digest, size, diff_id).
     pub fn write(&self, blobs: &Path) -> (String, u64, String) {
+        self.write_as(blobs, Compress::Gzip)
+    }
+
+    /// Writes the layer as a blob compressed with `c`; returns (digest, size, diff_id).
+    pub fn write_as(&self, blobs: &Path, c: Compress) -> (String, u64, String) {
         let tmp = blobs.join("layer.tmp");
-        let file = File::create(&tmp).expect("create layer file");
-        // Level 1: unoptimised (debug) miniz_oxide makes the default level take
-        // twice as long, for blobs only ~25% smaller.
-        let gz = GzEncoder::new(Hashing::new(file), Compression::fast());
-        let mut tar = tar::Builder::new(Hashing::new(gz));
+        let file = Hashing::new(File::create(&tmp).expect("create layer file"));
+        let (diff_id, out) = match c {
+            Compress::Gzip => {
+                // Level 1: unoptimised (debug) miniz_oxide makes the default level take
+                // twice as long, for blobs only ~25% smaller.
+                let gz = GzEncoder::new(file, Compression::fast());
+                let (diff_id, gz) = self.write_tar(gz);
+                (diff_id, gz.finish().expect("finish gzip"))
+            }
+            Compress::Zstd => {
+                let zst = zstd::Encoder::new(file, 3).expect("zstd encoder");
+                let (diff_id, zst) = self.write_tar(zst);
+                (diff_id, zst.finish().expect("finish zstd"))
+            }
+        };
+        let digest = hex(&out.hasher.finalize());
+        fs::rename(&tmp, blobs.join(&digest)).expect("store layer blob");
+        (format!("sha256:{digest}"), out.len, diff_id)
+    }
+
+    /// Writes the uncompressed tar into `w`; returns its diff_id and `w`.
+    fn write_tar<W: Write>(&self, w: W) -> (String, W) {
+        let mut tar = tar::Builder::new(Hashing::new(w));
         for (path, e) in &self.entries {
             let mut h = tar::Header::new_gnu();
             h.set_mode(e.mode);
@@ -178,12 +204,17 @@ impl Layer {
             res.unwrap_or_else(|err| panic!("tar {path}: {err}"));
         }
         let tar_out = tar.into_inner().expect("finish tar");
-        let diff_id = format!("sha256:{}", hex(&tar_out.hasher.finalize()));
-        let gz_out = tar_out.inner.finish().expect("finish gzip");
-        let digest = hex(&gz_out.hasher.finalize());
-        fs::rename(&tmp, blobs.join(&digest)).expect("store layer blob");
-        (format!("sha256:{digest}"), gz_out.len, diff_id)
+        (format!("sha256:{}", hex(&tar_out.hasher.finalize())), tar_out.inner)
     }
+}
+
+/// How `Layer::write_as` compresses a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compress {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`
+    Zstd,
 }
 
 /// Reads and parses a JSON file, panicking with the path on any error.
