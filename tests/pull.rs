@@ -1,0 +1,208 @@
+//! Pulling from a real registry (Debian's docker-registry on loopback, anonymous, plain HTTP):
+//! fixture images pushed with skopeo, pulled with `devenv::image::pull::pull` into a fresh store,
+//! then checked against what was pushed. Faults (auth, 5xx, broken connections, bad digests) use
+//! the fault-injecting harness and live in their own tests.
+//!
+//! Unpacking keeps owners and makes device nodes, so these tests need root; without it they say
+//! so and pass without checking.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use devenv::image::pull::{pull, PullError, PullProgress};
+use devenv::image::{Digest, ImageInfo, Reference, Store};
+use devenv::registry::RegistryConfig;
+
+use support::images::{oci_layout, Fixture};
+use support::registry::Registry;
+use support::{is_root, layer_digests, manifest_digest};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Resolved(String, usize),
+    Cached(String),
+    Bytes(String),
+    Done(String),
+    Retry(String),
+    Finished(String),
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Event>>);
+
+impl Recorder {
+    fn push(&self, e: Event) {
+        self.0.lock().unwrap().push(e);
+    }
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl PullProgress for Recorder {
+    fn resolved(&self, _: &Reference, manifest: &Digest, layers: &[(Digest, u64)]) {
+        self.push(Event::Resolved(manifest.to_string(), layers.len()));
+    }
+    fn layer_cached(&self, _: &Reference, layer: &Digest) {
+        self.push(Event::Cached(layer.to_string()));
+    }
+    fn layer_bytes(&self, _: &Reference, layer: &Digest, _: u64) {
+        self.push(Event::Bytes(layer.to_string()));
+    }
+    fn layer_done(&self, _: &Reference, layer: &Digest) {
+        self.push(Event::Done(layer.to_string()));
+    }
+    fn retry(&self, _: &Reference, what: &str, _: u32, error: &str) {
+        self.push(Event::Retry(format!("{what}: {error}")));
+    }
+    fn done(&self, image: &Reference, _: &ImageInfo) {
+        self.push(Event::Finished(image.to_string()));
+    }
+}
+
+fn skip_unless_root() -> bool {
+    if !is_root() {
+        eprintln!("skipping: unpacking layers needs root (chown, mknod, trusted xattrs)");
+    }
+    !is_root()
+}
+
+fn config() -> RegistryConfig {
+    // No auth file: the test must not depend on the user's docker logins.
+    RegistryConfig::default()
+}
+
+fn reference(s: &str) -> Reference {
+    Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+#[test]
+fn pulls_pushed_images_then_fetches_nothing_again() {
+    if skip_unless_root() {
+        return;
+    }
+    let reg = Registry::start();
+    let fixtures = [Fixture::Busybox, Fixture::Redis];
+    for f in fixtures {
+        reg.push(f, &format!("devenv-test/{}:latest", f.name()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let refs: Vec<Reference> = fixtures
+        .iter()
+        .map(|f| reference(&format!("{}/devenv-test/{}", reg.addr(), f.name())))
+        .collect();
+
+    let rec = Recorder::default();
+    let results = pull(&store, &refs, &config(), &rec);
+    assert_eq!(results.len(), 2);
+    for ((f, r), result) in fixtures.iter().zip(&refs).zip(results) {
+        let info = result.unwrap_or_else(|e| panic!("pull {r}: {e}"));
+        let layout = oci_layout(*f);
+        assert_eq!(info.manifest_digest.to_string(), manifest_digest(&layout), "{r}");
+        assert_eq!(info.reference, *r);
+        let stored = store.resolve(r).unwrap().expect("tagged in the store");
+        assert_eq!(stored.manifest_digest, info.manifest_digest);
+        assert_eq!(stored.layers.len(), layer_digests(&layout).len());
+        assert!(
+            stored.layers.iter().any(|l| l.join("bin/busybox").is_file()),
+            "{r}: no bin/busybox in {:?}",
+            stored.layers
+        );
+    }
+    let redis = store.resolve(&refs[1]).unwrap().unwrap();
+    assert!(redis.layers.iter().any(|l| l.join("usr/bin/redis-server").is_file()));
+
+    // Every layer fetched once (the shared base layer may be fetched by either image or found
+    // cached by the second), and both images done.
+    let events = rec.events();
+    let fetched: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| if let Event::Done(d) = e { Some(d.clone()) } else { None })
+        .collect();
+    let all: BTreeSet<String> =
+        fixtures.iter().flat_map(|f| layer_digests(&oci_layout(*f))).collect();
+    let cached: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| if let Event::Cached(d) = e { Some(d.clone()) } else { None })
+        .collect();
+    assert_eq!(&fetched | &cached, all, "{events:?}");
+    assert!(events.iter().all(|e| !matches!(e, Event::Retry(_))), "{events:?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::Finished(_))).count(), 2);
+
+    // Again: nothing is downloaded, every layer is reported cached.
+    let rec = Recorder::default();
+    for result in pull(&store, &refs, &config(), &rec) {
+        result.unwrap();
+    }
+    let events = rec.events();
+    assert!(
+        events.iter().all(|e| !matches!(e, Event::Bytes(_) | Event::Done(_))),
+        "second pull downloaded layers: {events:?}"
+    );
+    let layer_count: usize = fixtures.iter().map(|f| layer_digests(&oci_layout(*f)).len()).sum();
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::Cached(_))).count(), layer_count);
+}
+
+#[test]
+fn pinned_digest_pull_and_errors_name_the_reference() {
+    if skip_unless_root() {
+        return;
+    }
+    let reg = Registry::start();
+    reg.push(Fixture::Busybox, "devenv-test/busybox:1.0");
+    let digest = manifest_digest(&oci_layout(Fixture::Busybox));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+
+    let pinned = reference(&format!("{}/devenv-test/busybox@{digest}", reg.addr()));
+    let missing_tag = reference(&format!("{}/devenv-test/busybox:nope", reg.addr()));
+    let missing_repo = reference(&format!("{}/devenv-test/nothing:1", reg.addr()));
+    let wrong_pin =
+        reference(&format!("{}/devenv-test/busybox:1.0@sha256:{}", reg.addr(), "0".repeat(64)));
+    let results = pull(
+        &store,
+        &[pinned.clone(), missing_tag, missing_repo, wrong_pin],
+        &config(),
+        &devenv::image::pull::NoProgress,
+    );
+    let mut results = results.into_iter();
+
+    let info = results.next().unwrap().expect("pinned pull");
+    assert_eq!(info.manifest_digest.to_string(), digest);
+    assert_eq!(store.resolve(&pinned).unwrap().unwrap().manifest_digest.to_string(), digest);
+
+    for (what, result) in ["tag", "repository", "pinned digest"].iter().zip(results) {
+        let err = result.expect_err(what);
+        assert!(matches!(err, PullError::NotFound { .. }), "{what}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&err.reference().to_string()), "{what}: {msg}");
+        assert!(msg.contains("404") && msg.contains(&reg.addr()), "{what}: {msg}");
+        assert!(msg.contains("UNKNOWN"), "{what}: the registry's answer is in: {msg}");
+    }
+}
+
+#[test]
+fn registry_down_is_a_clear_error() {
+    // Bind and close a port: nothing listens on it afterwards.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let r = reference(&format!("{addr}/devenv-test/busybox:latest"));
+    let started = std::time::Instant::now();
+    let err = pull(&store, &[r.clone()], &config(), &devenv::image::pull::NoProgress)
+        .pop()
+        .unwrap()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&r.to_string()), "{msg}");
+    assert!(msg.contains(&format!("cannot reach registry http://{addr}")), "{msg}");
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    assert!(started.elapsed().as_secs() < 5, "not retried for long: {:?}", started.elapsed());
+    assert!(store.list().unwrap().is_empty());
+}
