@@ -195,7 +195,7 @@ fn registry_down_is_a_clear_error() {
     let store = Store::open(dir.path().join("images")).unwrap();
     let r = reference(&format!("{addr}/devenv-test/busybox:latest"));
     let started = std::time::Instant::now();
-    let err = pull(&store, &[r.clone()], &config(), &devenv::image::pull::NoProgress)
+    let err = pull(&store, std::slice::from_ref(&r), &config(), &devenv::image::pull::NoProgress)
         .pop()
         .unwrap()
         .unwrap_err();

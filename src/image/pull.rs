@@ -12,6 +12,10 @@
 //! std threads. All are joined before [`pull`] returns (the scope joins the unpackers, dropping
 //! the runtime joins its blocking pool), so the caller may `fork()` afterwards.
 
+// A PullError carries the full reference in every variant and is built at most once per image:
+// its size costs nothing measurable, boxing it would only make it clumsier to match.
+#![allow(clippy::result_large_err)]
+
 use std::path::PathBuf;
 use std::thread::Scope;
 
@@ -55,7 +59,7 @@ pub enum PullError {
     NotFound {
         reference: Reference,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 
     /// Wrong or missing credentials.
@@ -63,7 +67,7 @@ pub enum PullError {
     Unauthorized {
         reference: Reference,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 
     /// Any other registry failure: down, 5xx after retries, broken connections, bad answers.
@@ -71,7 +75,7 @@ pub enum PullError {
     Registry {
         reference: Reference,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 
     /// The manifest served is not the one the reference pins (or the registry says it is).
@@ -83,7 +87,7 @@ pub enum PullError {
     Store {
         reference: Reference,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
 
     /// A manifest devenv cannot use (schema 1, an artifact, no entry for this platform...).
@@ -110,11 +114,13 @@ impl PullError {
     fn registry(reference: &Reference, source: RegistryError) -> PullError {
         let reference = reference.clone();
         match source {
-            e @ RegistryError::NotFound { .. } => PullError::NotFound { reference, source: e },
-            e @ RegistryError::Unauthorized { .. } => {
-                PullError::Unauthorized { reference, source: e }
+            e @ RegistryError::NotFound { .. } => {
+                PullError::NotFound { reference, source: Box::new(e) }
             }
-            e => PullError::Registry { reference, source: e },
+            e @ RegistryError::Unauthorized { .. } => {
+                PullError::Unauthorized { reference, source: Box::new(e) }
+            }
+            e => PullError::Registry { reference, source: Box::new(e) },
         }
     }
 
@@ -123,7 +129,7 @@ impl PullError {
             ImageError::NoMatchingPlatform { .. } | ImageError::UnsupportedMediaType { .. } => {
                 PullError::Unsupported { reference: reference.clone(), reason: source.to_string() }
             }
-            source => PullError::Store { reference: reference.clone(), source },
+            source => PullError::Store { reference: reference.clone(), source: Box::new(source) },
         }
     }
 }
@@ -184,7 +190,7 @@ impl<'scope, 'env> Puller<'scope, 'env> {
         let eps = endpoints(reference.domain(), self.config);
         let last = eps.len() - 1;
         for (i, ep) in eps.iter().enumerate() {
-            match self.from_endpoint(reference, ep).await {
+            match self.pull_from(reference, ep).await {
                 Ok(info) => {
                     self.progress.done(reference, &info);
                     return Ok(info);
@@ -204,7 +210,7 @@ impl<'scope, 'env> Puller<'scope, 'env> {
         unreachable!("the last endpoint returns")
     }
 
-    async fn from_endpoint(
+    async fn pull_from(
         &self,
         reference: &Reference,
         ep: &Endpoint,
@@ -473,7 +479,7 @@ fn falls_through(e: &PullError) -> bool {
     match e {
         PullError::Store { source, .. } => {
             matches!(
-                source,
+                **source,
                 ImageError::DigestMismatch { .. }
                     | ImageError::DiffIdMismatch { .. }
                     | ImageError::Invalid { .. }

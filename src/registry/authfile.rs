@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -158,8 +158,6 @@ pub fn store(path: &Path, registry: &str, creds: &Credentials) -> Result<(), Reg
         RegistryError::io("cannot write auth file", path, e)
     })
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 #[cfg(test)]
 mod tests {
