@@ -206,3 +206,110 @@ fn registry_down_is_a_clear_error() {
     assert!(started.elapsed().as_secs() < 5, "not retried for long: {:?}", started.elapsed());
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn docker_io_goes_to_mirrors_in_order() {
+    if skip_unless_root() {
+        return;
+    }
+    let reg = Registry::start();
+    reg.push(Fixture::Busybox, "devenv-test/busybox:latest");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = RegistryConfig {
+        mirrors: vec![format!("http://{dead}"), reg.addr()],
+        ..RegistryConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    // A docker.io name: never reaches Docker Hub, since the second mirror has it.
+    let r = reference("devenv-test/busybox");
+    let rec = Recorder::default();
+    let info = pull(&store, std::slice::from_ref(&r), &config, &rec).pop().unwrap().unwrap();
+    assert_eq!(info.manifest_digest.to_string(), manifest_digest(&oci_layout(Fixture::Busybox)));
+    assert!(store.resolve(&reference("docker.io/devenv-test/busybox:latest")).unwrap().is_some());
+    let retries: Vec<Event> =
+        rec.events().into_iter().filter(|e| matches!(e, Event::Retry(_))).collect();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    let Event::Retry(text) = &retries[0] else { unreachable!() };
+    assert!(text.contains(&format!("mirror http://{dead}")) && text.contains("refused"), "{text}");
+}
+
+/// A multi-platform index (the host's platform and another) pushed with `skopeo copy --all`:
+/// the pull takes the host's manifest and the name resolves to it.
+#[test]
+fn index_resolves_to_the_host_platform() {
+    if skip_unless_root() {
+        return;
+    }
+    use serde_json::json;
+    let reg = Registry::start();
+    let busybox = oci_layout(Fixture::Busybox);
+    let redis = oci_layout(Fixture::Redis);
+    // An OCI layout with both images' blobs and an index naming busybox for this machine's
+    // platform and redis for another.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("multi");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    for src in [&busybox, &redis] {
+        for entry in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+            let entry = entry.unwrap();
+            let to = layout.join("blobs/sha256").join(entry.file_name());
+            if !to.exists() {
+                std::fs::copy(entry.path(), to).unwrap();
+            }
+        }
+    }
+    std::fs::copy(busybox.join("oci-layout"), layout.join("oci-layout")).unwrap();
+    let host = devenv::image::platform::host();
+    let other = if host.architecture == "amd64" { "arm64" } else { "amd64" };
+    let size = |l: &std::path::Path| {
+        let d = manifest_digest(l);
+        std::fs::metadata(support::blob_path(l, &d)).unwrap().len()
+    };
+    let mut host_platform = json!({"os": host.os, "architecture": host.architecture});
+    if let Some(v) = &host.variant {
+        host_platform["variant"] = json!(v);
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest(&redis),
+             "size": size(&redis), "platform": {"os": "linux", "architecture": other}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest(&busybox),
+             "size": size(&busybox), "platform": host_platform},
+        ]
+    });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
+    let index_digest = format!("sha256:{}", support::sha256_hex(&index_bytes));
+    std::fs::write(layout.join("blobs/sha256").join(&index_digest[7..]), &index_bytes).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest,
+        "size": index_bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--all", "--dest-tls-verify=false", "--quiet"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{}/devenv-test/multi:latest", reg.addr()))
+        .output()
+        .expect("run skopeo");
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let tagged = reference(&format!("{}/devenv-test/multi", reg.addr()));
+    let pinned = reference(&format!("{}/devenv-test/multi@{index_digest}", reg.addr()));
+    for r in [tagged, pinned] {
+        let info =
+            pull(&store, std::slice::from_ref(&r), &config(), &devenv::image::pull::NoProgress)
+                .pop()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{r}: {e}"));
+        assert_eq!(info.manifest_digest.to_string(), manifest_digest(&busybox), "{r}");
+        let stored = store.resolve(&r).unwrap().unwrap();
+        assert_eq!(stored.manifest_digest, info.manifest_digest);
+        assert!(store.has_blob(&index_digest.parse().unwrap()), "the index is kept");
+    }
+}
