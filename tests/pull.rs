@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use devenv::image::pull::{pull, PullError, PullProgress};
+use devenv::image::pull::{PullError, PullProgress};
 use devenv::image::{Digest, ImageInfo, Reference, Store};
 use devenv::registry::RegistryConfig;
 
@@ -60,6 +60,27 @@ impl PullProgress for Recorder {
     fn done(&self, image: &Reference, _: &ImageInfo) {
         self.push(Event::Finished(image.to_string()));
     }
+}
+
+/// Pulls one at a time, and checks that no runtime thread outlives the pull (`up -d` forks right
+/// after pulling). Serialized so that another test's pull is not counted.
+fn pull(
+    store: &Store,
+    images: &[Reference],
+    config: &RegistryConfig,
+    progress: &dyn PullProgress,
+) -> Vec<Result<ImageInfo, PullError>> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let results = devenv::image::pull::pull(store, images, config, progress);
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with("tokio"))
+        .collect();
+    assert!(threads.is_empty(), "threads left running after pull: {threads:?}");
+    results
 }
 
 fn skip_unless_root() -> bool {
@@ -312,4 +333,28 @@ fn index_resolves_to_the_host_platform() {
         assert_eq!(stored.manifest_digest, info.manifest_digest);
         assert!(store.has_blob(&index_digest.parse().unwrap()), "the index is kept");
     }
+}
+
+#[test]
+fn login_checks_the_registry_and_writes_the_auth_file() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = dir.path().join("docker/config.json");
+    let config = RegistryConfig { auth_file: Some(auth_file.clone()), ..RegistryConfig::default() };
+    // The test registry is anonymous: any credentials pass its `GET /v2/`.
+    devenv::registry::login(&reg.addr(), "alice", "s3cret", &config).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&auth_file).unwrap()).unwrap();
+    let auth = json["auths"][reg.addr()]["auth"].as_str().unwrap();
+    assert_eq!(devenv::registry::authfile::decode_auth(auth).unwrap().user, "alice");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&auth_file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A registry that is not there: nothing is written.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let other = dir.path().join("other.json");
+    let config = RegistryConfig { auth_file: Some(other.clone()), ..RegistryConfig::default() };
+    let err = devenv::registry::login(&dead.to_string(), "a", "b", &config).unwrap_err();
+    assert!(err.to_string().contains(&format!("cannot reach registry http://{dead}")), "{err}");
+    assert!(!other.exists());
 }
