@@ -16,11 +16,10 @@
 // its size costs nothing measurable, boxing it would only make it clumsier to match.
 #![allow(clippy::result_large_err)]
 
-use std::path::PathBuf;
 use std::thread::Scope;
 
 use futures_util::stream::{self, TryStreamExt};
-use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{ImageIndex, MediaType};
 use tokio::sync::oneshot;
 
 use super::store::diff_ids;
@@ -30,6 +29,9 @@ use crate::registry::endpoint::{endpoints, Endpoint};
 use crate::registry::retry::{self, Class};
 use crate::registry::stream::{self as bridge, Msg};
 use crate::registry::{Client, RegistryConfig, RegistryError};
+use manifest::{is_index, parse_manifest, verify_manifest};
+
+mod manifest;
 
 /// Layers of one image downloading at once.
 pub const LAYER_CONCURRENCY: usize = 3;
@@ -488,67 +490,4 @@ fn falls_through(e: &PullError) -> bool {
         PullError::Runtime { .. } => false,
         _ => true,
     }
-}
-
-/// The manifest's digest, checked against `pinned` and against the registry's
-/// `Docker-Content-Digest` (when it is a sha256 one).
-fn verify_manifest(
-    reference: &Reference,
-    m: &crate::registry::client::FetchedManifest,
-    pinned: Option<&Digest>,
-) -> Result<Digest, PullError> {
-    let actual = Digest::of(&m.bytes);
-    let claimed = m.digest_header.as_deref().and_then(|h| h.parse::<Digest>().ok());
-    for expected in [pinned, claimed.as_ref()].into_iter().flatten() {
-        if *expected != actual {
-            return Err(PullError::ManifestDigest {
-                reference: reference.clone(),
-                expected: expected.clone(),
-                actual,
-            });
-        }
-    }
-    Ok(actual)
-}
-
-fn is_index(bytes: &[u8], content_type: Option<&str>) -> bool {
-    let by_type = content_type.is_some_and(|t| {
-        let t = t.split(';').next().unwrap_or(t).trim();
-        platform::is_index(&MediaType::from(t))
-    });
-    by_type
-        || serde_json::from_slice::<serde_json::Value>(bytes)
-            .is_ok_and(|v| v.get("manifests").is_some_and(|m| m.is_array()))
-}
-
-fn parse_manifest(
-    reference: &Reference,
-    digest: &Digest,
-    bytes: &[u8],
-) -> Result<ImageManifest, PullError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        PullError::store(reference, ImageError::invalid(format!("manifest {digest}"), e))
-    })?;
-    if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
-        return Err(PullError::Unsupported {
-            reference: reference.clone(),
-            reason: "the registry serves only a Docker schema 1 manifest, which is no longer supported; push the image again with a current client".into(),
-        });
-    }
-    if let Some(mt) = value.get("mediaType").and_then(|v| v.as_str()) {
-        if !platform::is_image_manifest(&MediaType::from(mt)) {
-            return Err(PullError::Unsupported {
-                reference: reference.clone(),
-                reason: format!("manifest {digest} has media type \"{mt}\", not an image manifest"),
-            });
-        }
-    }
-    ImageManifest::from_reader(bytes).map_err(|e| {
-        PullError::store(reference, ImageError::invalid(format!("manifest {digest}"), e))
-    })
-}
-
-/// The unpacked layer directories an [`ImageInfo`] points at (for tests and callers).
-pub fn layer_dirs(info: &ImageInfo) -> &[PathBuf] {
-    &info.layers
 }
