@@ -8,6 +8,7 @@ pub mod graph;
 pub mod image;
 pub mod logs;
 pub mod network;
+pub mod registry;
 pub mod runtime;
 pub mod state;
 pub mod suggest;

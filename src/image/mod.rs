@@ -17,6 +17,7 @@
 pub mod digest;
 pub mod load;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 pub mod store;
 pub mod unpack;
