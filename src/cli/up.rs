@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use nix::unistd::{fork, ForkResult};
 
 use super::{engine, ProjectArgs};
+use crate::config::model::PullPolicy;
 use crate::config::{self, LoadOptions};
+use crate::image::{Reference, Store};
 use crate::logs::Follower;
 use crate::state::{Home, ProjectLock};
 use crate::supervisor::protocol::{self, ProjectRef, Request, Response};
@@ -25,6 +27,10 @@ pub struct UpArgs {
     /// Do not colour the service prefixes.
     #[arg(long)]
     pub no_color: bool,
+    /// When to pull images, for every service: `missing`, `always` or `never`; by default each
+    /// service's `pull_policy` (itself `missing` by default).
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<PullPolicy>,
     /// Start only these services (and what they depend on).
     pub services: Vec<String>,
 }
@@ -44,6 +50,8 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     };
     let wanted = supervisor::wanted_services(&p, &pref)?;
     let home = Home::from_env();
+    // Pulling starts threads and joins them all before returning: `-d` forks below.
+    pull_for_up(&p, &wanted, args.pull, &home)?;
     let name = p.name.clone();
     let lock = ProjectLock::acquire(&home.project(&name), "up", |holder| {
         eprintln!("waiting for {holder} to finish with project {name}...")
@@ -120,6 +128,35 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pulls what the services' pull policies (or `--pull`) ask for: `always` every image,
+/// `missing` those not in the store, `never` nothing (starting then fails on a missing image).
+fn pull_for_up(
+    p: &config::Project,
+    wanted: &[String],
+    flag: Option<PullPolicy>,
+    home: &Home,
+) -> anyhow::Result<()> {
+    let store = Store::open(home.images())?;
+    let mut images: Vec<Reference> = Vec::new();
+    for name in wanted {
+        let svc = &p.model.services[name];
+        let policy = flag.unwrap_or_else(|| svc.pull_policy());
+        let Some(image) = svc.image.as_deref() else { continue };
+        // A bad reference is reported by the engine, with the service it belongs to.
+        let Ok(reference) = Reference::parse(image) else { continue };
+        let pull = match policy {
+            PullPolicy::Always => true,
+            // A stored image that no longer resolves (a blob gone) is fetched again.
+            PullPolicy::Missing => !matches!(store.resolve(&reference), Ok(Some(_))),
+            PullPolicy::Never => false,
+        };
+        if pull && !images.contains(&reference) {
+            images.push(reference);
+        }
+    }
+    super::pull::pull_images(&store, &images, false)
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Turns SIGINT into a flag the log follower checks.
@@ -138,8 +175,9 @@ fn detach(sup: Supervisor, home: &Home, name: &str, lock: ProjectLock) -> anyhow
     let (read, write) = nix::unistd::pipe().context("creating the readiness pipe")?;
     let log = supervisor::log_path(home, name);
     std::fs::create_dir_all(home.run_dir(name))?;
-    // SAFETY: this process has not started any thread (the CLI is single-threaded until here),
-    // so the child may do anything after fork.
+    // SAFETY: this process has no other thread (the CLI is single-threaded until here: the pull
+    // joined its threads and its progress bars never start one), so the child may do anything
+    // after fork.
     match unsafe { fork() }.context("forking the supervisor")? {
         ForkResult::Child => {
             drop(read);
