@@ -61,6 +61,9 @@ pub struct Service {
     /// Image reference, for example `redis:7` or `registry.local:5000/app@sha256:...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// When `up` pulls the image: `missing` (default), `always` or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
     /// Overrides the image's Cmd. A string is split as a shell would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
@@ -140,9 +143,6 @@ pub struct Service {
     /// Compose's spelling of `watch`; merged into it.
     #[serde(default, skip_serializing)]
     pub develop: Option<Develop>,
-    /// When `up` pulls the image: `missing` (default), `always` or `never`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_policy: Option<PullPolicy>,
 }
 
 impl Service {
