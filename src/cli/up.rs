@@ -128,8 +128,8 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pulls what the services' pull policies (or `--pull`) ask for: `always` every image,
-/// `missing` those not in the store, `never` nothing (starting then fails on a missing image).
+/// Pulls what the services' pull policies (or `--pull`) ask for. A stored image that no longer
+/// resolves (a blob gone) counts as missing: pulling fetches it again.
 fn pull_for_up(
     p: &config::Project,
     wanted: &[String],
@@ -137,24 +137,34 @@ fn pull_for_up(
     home: &Home,
 ) -> anyhow::Result<()> {
     let store = Store::open(home.images())?;
+    let stored = |r: &Reference| matches!(store.resolve(r), Ok(Some(_)));
+    let images = images_to_pull(p, wanted, flag, stored);
+    super::pull::pull_images(&store, &images, false)
+}
+
+/// `always`: every image; `missing`: those not stored; `never`: none (starting then fails on a
+/// missing image, as it says). Each image once.
+fn images_to_pull(
+    p: &config::Project,
+    wanted: &[String],
+    flag: Option<PullPolicy>,
+    stored: impl Fn(&Reference) -> bool,
+) -> Vec<Reference> {
     let mut images: Vec<Reference> = Vec::new();
     for name in wanted {
         let svc = &p.model.services[name];
-        let policy = flag.unwrap_or_else(|| svc.pull_policy());
-        let Some(image) = svc.image.as_deref() else { continue };
         // A bad reference is reported by the engine, with the service it belongs to.
-        let Ok(reference) = Reference::parse(image) else { continue };
-        let pull = match policy {
+        let Some(Ok(reference)) = svc.image.as_deref().map(Reference::parse) else { continue };
+        let pull = match flag.unwrap_or_else(|| svc.pull_policy()) {
             PullPolicy::Always => true,
-            // A stored image that no longer resolves (a blob gone) is fetched again.
-            PullPolicy::Missing => !matches!(store.resolve(&reference), Ok(Some(_))),
+            PullPolicy::Missing => !stored(&reference),
             PullPolicy::Never => false,
         };
         if pull && !images.contains(&reference) {
             images.push(reference);
         }
     }
-    super::pull::pull_images(&store, &images, false)
+    images
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -215,5 +225,34 @@ fn redirect_stdio(log: &std::path::Path) {
             libc::dup2(out.as_raw_fd(), 1);
             libc::dup2(out.as_raw_fd(), 2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policies_choose_the_images() {
+        let text =
+            "services:\n  a:\n    image: a:1\n  b:\n    image: b:1\n    pull_policy: always\n  \
+                    c:\n    image: c:1\n    pull_policy: never\n  d:\n    image: a:1\n";
+        let dir = std::path::Path::new("/nonexistent/p");
+        let p = config::load_str(&dir.join("devenv.yaml"), text, dir, Default::default(), None)
+            .unwrap();
+        let all: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let names = |flag, stored: &[&str]| -> Vec<String> {
+            let stored: Vec<Reference> =
+                stored.iter().map(|s| Reference::parse(s).unwrap()).collect();
+            images_to_pull(&p, &all, flag, |r| stored.contains(r))
+                .iter()
+                .map(Reference::familiar)
+                .collect()
+        };
+        assert_eq!(names(None, &[]), ["a:1", "b:1"]);
+        assert_eq!(names(None, &["a:1", "b:1"]), ["b:1"]);
+        assert_eq!(names(Some(PullPolicy::Always), &["a:1", "b:1", "c:1"]), ["a:1", "b:1", "c:1"]);
+        assert_eq!(names(Some(PullPolicy::Missing), &["a:1"]), ["b:1", "c:1"]);
+        assert!(names(Some(PullPolicy::Never), &[]).is_empty());
     }
 }
