@@ -153,10 +153,12 @@ impl Bars {
         })
     }
 
+    /// The layer's bar, made on first use; `size` (when known, not 0) sets its length.
     fn layer(&mut self, image: &Reference, layer: &Digest, size: u64) -> ProgressBar {
         let multi = self.multi.clone();
         let img = self.image(image);
-        img.layers
+        let bar = img
+            .layers
             .entry(layer.clone())
             .or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(size));
@@ -166,7 +168,11 @@ impl Bars {
                 bar.set_prefix(short(layer));
                 bar
             })
-            .clone()
+            .clone();
+        if size > 0 {
+            bar.set_length(size);
+        }
+        bar
     }
 }
 
