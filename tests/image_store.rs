@@ -914,3 +914,47 @@ fn parallel_writers_do_not_lose_updates() {
     assert_eq!(store.list().unwrap().len(), 30);
     check_base(&store.layer_path(&img.layers[0].diff_id()));
 }
+
+#[test]
+fn prune_deletes_only_what_no_image_uses() {
+    if !is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let a = Img::new(vec![base_layer(), top_layer()]);
+    let b = Img::new(vec![base_layer(), other_layer()]);
+    let c = Img::new(vec![Layer::gzip(tar(&[E::File("c", b"c", 0o644)]))]);
+    oci_layout(&tmp.path().join("l"), &[(&a, Some("a:1")), (&b, Some("b:1")), (&c, Some("c:1"))]);
+    image::load(&store, &tmp.path().join("l"), None).unwrap();
+    let grace = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        store.prune(&[], std::time::Duration::ZERO).unwrap(),
+        image::store::Pruned::default()
+    );
+
+    store.remove(&r("a:1")).unwrap();
+    store.remove(&r("c:1")).unwrap();
+    // Fresh content stays: a pull may not have tagged its image yet.
+    assert_eq!(store.prune(&[], grace).unwrap(), image::store::Pruned::default());
+    // An untagged image a container was created from stays.
+    let pruned = store.prune(&[c.digest()], std::time::Duration::ZERO).unwrap();
+    assert_eq!((pruned.layers, pruned.blobs), (1, 3), "a's top layer; its blob, config, manifest");
+    let top = &a.layers[1];
+    let freed =
+        content_size(&top.tar) + (top.blob.len() + a.config.len() + a.manifest.len()) as u64;
+    assert_eq!(pruned.bytes, freed);
+    assert!(!store.layer_path(&a.layers[1].diff_id()).exists());
+    assert!(!store.has_blob(&a.digest()));
+
+    let ib = store.resolve(&r("b:1")).unwrap().unwrap();
+    check_base(&ib.layers[0]);
+    assert_eq!(fs::read(ib.layers[1].join("other/file")).unwrap(), b"other");
+    assert!(store.has_blob(&b.digest()) && store.has_blob(&b.config_digest()));
+    assert!(store.has_layer(&c.layers[0].diff_id()));
+
+    // Once nothing uses c either, it goes too.
+    let pruned = store.prune(&[], std::time::Duration::ZERO).unwrap();
+    assert_eq!((pruned.layers, pruned.blobs), (1, 3));
+    assert!(store.resolve(&r("b:1")).unwrap().is_some());
+}

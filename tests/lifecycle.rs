@@ -187,11 +187,24 @@ fn a_missing_image_is_reported_and_nothing_is_created() {
         return;
     }
     let env = DevEnv::new("noimage");
+    // Never pulled: by `--pull never`, then by the file's `pull_policy`.
     env.write("devenv.yaml", "services:\n  a:\n    image: redis:7\n    network_mode: none\n");
-    let (code, err) = env.fails(&["up", "-d"]);
+    let (code, err) = env.fails(&["up", "-d", "--pull", "never"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("docker.io/library/redis:7 is not in the image store"), "{err}");
     assert!(err.contains("devenv image load"), "{err}");
+    env.write(
+        "devenv.yaml",
+        "services:\n  a:\n    image: redis:7\n    network_mode: none\n    pull_policy: never\n",
+    );
+    let (code, err) = env.fails(&["up", "-d"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("docker.io/library/redis:7 is not in the image store"), "{err}");
+    // By default a missing image is pulled first; one that cannot be is named.
+    env.write("devenv.yaml", "services:\n  a:\n    image: registry.invalid/a:1\n");
+    let (code, err) = env.fails(&["up", "-d"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("could not pull registry.invalid/a:1"), "{err}");
     assert!(env.ps().is_empty());
     env.assert_clean();
 }

@@ -1,5 +1,5 @@
-//! `devenv images` and `devenv image load`: what is in the image store, and getting images in
-//! from archives (pulling from registries comes with its own command).
+//! `devenv images` and `devenv image load|ls|rm|prune`: what is in the image store, getting
+//! images in from archives (pulling from registries is `devenv pull`), and freeing space.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,7 +20,14 @@ pub enum ImageCommand {
     Ls,
     /// Remove an image's name from the store.
     Rm { names: Vec<String> },
+    /// Delete the layers and blobs no image in the store uses (nor any container: those of an
+    /// untagged image stay while a project's container was created from it). Content written in
+    /// the last hour stays too: a pull may still be writing it.
+    Prune,
 }
+
+/// How old unreferenced content must be before `prune` deletes it.
+const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
     let home = Home::from_env();
@@ -40,8 +47,33 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
                 println!("untagged {n} ({digest})");
             }
         }
+        ImageCommand::Prune => {
+            let pruned = store.prune(&images_in_use(&home)?, PRUNE_GRACE)?;
+            println!(
+                "deleted {} layers and {} blobs, {}",
+                pruned.layers,
+                pruned.blobs,
+                super::progress::human_bytes(pruned.bytes)
+            );
+        }
     }
     Ok(())
+}
+
+/// The images (manifest digests) that the containers of every project in DEVENV_HOME were
+/// created from, whether they run or not. A state that cannot be read stops the prune: what
+/// it would keep is unknown.
+fn images_in_use(home: &Home) -> anyhow::Result<Vec<crate::image::Digest>> {
+    let Ok(projects) = std::fs::read_dir(home.root().join("projects")) else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for entry in projects.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(state) = crate::state::ProjectState::load(&home.state_file(&name))? else {
+            continue;
+        };
+        out.extend(state.containers.values().filter_map(|c| c.image_digest.parse().ok()));
+    }
+    Ok(out)
 }
 
 pub fn list(store: &Store) -> anyhow::Result<()> {

@@ -6,9 +6,12 @@ mod exec;
 mod format;
 mod images;
 mod inspect;
+mod login;
 mod logs;
 mod port;
+mod progress;
 mod ps;
+mod pull;
 mod saved;
 mod schema;
 mod up;
@@ -103,9 +106,13 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Copy files between a service's container and the host (SERVICE:PATH on one side).
     Cp(exec::CpArgs),
+    /// Pull the services' images from their registries.
+    Pull(pull::PullArgs),
+    /// Log in to a registry.
+    Login(login::LoginArgs),
     /// List the images in the store.
     Images,
-    /// Manage images: load archives, list, remove.
+    /// Manage images: load archives, list, remove, prune.
     #[command(subcommand)]
     Image(images::ImageCommand),
     /// Validate the project file and print it normalized and interpolated.
@@ -133,6 +140,8 @@ pub fn run(cli: Cli) -> i32 {
             Err(e) => Err(e),
         },
         Command::Cp(args) => exec::run_cp(&cli.project, args),
+        Command::Pull(args) => pull::run(&cli.project, args),
+        Command::Login(args) => login::run(args),
         Command::Images => images::run(&images::ImageCommand::Ls),
         Command::Image(cmd) => images::run(cmd),
         Command::Config(args) => config::run(&cli.project, args),

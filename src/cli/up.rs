@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use nix::unistd::{fork, ForkResult};
 
 use super::{engine, ProjectArgs};
+use crate::config::model::PullPolicy;
 use crate::config::{self, LoadOptions};
+use crate::image::{Reference, Store};
 use crate::logs::Follower;
 use crate::state::{Home, ProjectLock};
 use crate::supervisor::protocol::{self, ProjectRef, Request, Response};
@@ -25,6 +27,10 @@ pub struct UpArgs {
     /// Do not colour the service prefixes.
     #[arg(long)]
     pub no_color: bool,
+    /// When to pull images, for every service: `missing`, `always` or `never`; by default each
+    /// service's `pull_policy` (itself `missing` by default).
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<PullPolicy>,
     /// Start only these services (and what they depend on).
     pub services: Vec<String>,
 }
@@ -44,6 +50,8 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     };
     let wanted = supervisor::wanted_services(&p, &pref)?;
     let home = Home::from_env();
+    // Pulling starts threads and joins them all before returning: `-d` forks below.
+    pull_for_up(&p, &wanted, args.pull, &home)?;
     let name = p.name.clone();
     let lock = ProjectLock::acquire(&home.project(&name), "up", |holder| {
         eprintln!("waiting for {holder} to finish with project {name}...")
@@ -120,6 +128,45 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pulls what the services' pull policies (or `--pull`) ask for. A stored image that no longer
+/// resolves (a blob gone) counts as missing: pulling fetches it again.
+fn pull_for_up(
+    p: &config::Project,
+    wanted: &[String],
+    flag: Option<PullPolicy>,
+    home: &Home,
+) -> anyhow::Result<()> {
+    let store = Store::open(home.images())?;
+    let stored = |r: &Reference| matches!(store.resolve(r), Ok(Some(_)));
+    let images = images_to_pull(p, wanted, flag, stored);
+    super::pull::pull_images(&store, &images, false)
+}
+
+/// `always`: every image; `missing`: those not stored; `never`: none (starting then fails on a
+/// missing image, as it says). Each image once.
+fn images_to_pull(
+    p: &config::Project,
+    wanted: &[String],
+    flag: Option<PullPolicy>,
+    stored: impl Fn(&Reference) -> bool,
+) -> Vec<Reference> {
+    let mut images: Vec<Reference> = Vec::new();
+    for name in wanted {
+        let svc = &p.model.services[name];
+        // A bad reference is reported by the engine, with the service it belongs to.
+        let Some(Ok(reference)) = svc.image.as_deref().map(Reference::parse) else { continue };
+        let pull = match flag.unwrap_or_else(|| svc.pull_policy()) {
+            PullPolicy::Always => true,
+            PullPolicy::Missing => !stored(&reference),
+            PullPolicy::Never => false,
+        };
+        if pull && !images.contains(&reference) {
+            images.push(reference);
+        }
+    }
+    images
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Turns SIGINT into a flag the log follower checks.
@@ -138,8 +185,9 @@ fn detach(sup: Supervisor, home: &Home, name: &str, lock: ProjectLock) -> anyhow
     let (read, write) = nix::unistd::pipe().context("creating the readiness pipe")?;
     let log = supervisor::log_path(home, name);
     std::fs::create_dir_all(home.run_dir(name))?;
-    // SAFETY: this process has not started any thread (the CLI is single-threaded until here),
-    // so the child may do anything after fork.
+    // SAFETY: this process has no other thread (the CLI is single-threaded until here: the pull
+    // joined its threads and its progress bars never start one), so the child may do anything
+    // after fork.
     match unsafe { fork() }.context("forking the supervisor")? {
         ForkResult::Child => {
             drop(read);
@@ -177,5 +225,34 @@ fn redirect_stdio(log: &std::path::Path) {
             libc::dup2(out.as_raw_fd(), 1);
             libc::dup2(out.as_raw_fd(), 2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policies_choose_the_images() {
+        let text =
+            "services:\n  a:\n    image: a:1\n  b:\n    image: b:1\n    pull_policy: always\n  \
+                    c:\n    image: c:1\n    pull_policy: never\n  d:\n    image: a:1\n";
+        let dir = std::path::Path::new("/nonexistent/p");
+        let p = config::load_str(&dir.join("devenv.yaml"), text, dir, Default::default(), None)
+            .unwrap();
+        let all: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let names = |flag, stored: &[&str]| -> Vec<String> {
+            let stored: Vec<Reference> =
+                stored.iter().map(|s| Reference::parse(s).unwrap()).collect();
+            images_to_pull(&p, &all, flag, |r| stored.contains(r))
+                .iter()
+                .map(Reference::familiar)
+                .collect()
+        };
+        assert_eq!(names(None, &[]), ["a:1", "b:1"]);
+        assert_eq!(names(None, &["a:1", "b:1"]), ["b:1"]);
+        assert_eq!(names(Some(PullPolicy::Always), &["a:1", "b:1", "c:1"]), ["a:1", "b:1", "c:1"]);
+        assert_eq!(names(Some(PullPolicy::Missing), &["a:1"]), ["b:1", "c:1"]);
+        assert!(names(Some(PullPolicy::Never), &[]).is_empty());
     }
 }

@@ -387,4 +387,31 @@ mod tests {
         let text = "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.1.2.4/30\n          gateway: 10.1.2.5\n";
         assert_eq!(load_text(text).unwrap().default_subnet(), Some("10.1.2.4/30".parse().unwrap()));
     }
+
+    #[test]
+    fn pull_policy_is_read_with_compose_aliases() {
+        use crate::config::model::PullPolicy;
+        for (value, want) in [
+            ("missing", PullPolicy::Missing),
+            ("if_not_present", PullPolicy::Missing),
+            ("build", PullPolicy::Missing),
+            ("always", PullPolicy::Always),
+            ("never", PullPolicy::Never),
+        ] {
+            let text = format!("services:\n  web:\n    image: nginx\n    pull_policy: {value}\n");
+            let p = load_text(&text).unwrap();
+            assert_eq!(p.model.services["web"].pull_policy(), want, "{value}");
+            assert!(p.warnings.is_empty(), "{:?}", warnings(&p));
+        }
+        let p = load_text("services:\n  web:\n    image: nginx\n").unwrap();
+        assert_eq!(p.model.services["web"].pull_policy(), PullPolicy::Missing);
+
+        let text = "services:\n  web:\n    image: nginx\n    pull_policy: daily\n";
+        let Err(ConfigError::Invalid(diags)) = load_text(text) else { panic!("accepted") };
+        assert_eq!(diags[0].path, "services.web.pull_policy");
+        assert_eq!(
+            diags[0].message,
+            "invalid pull policy \"daily\": expected \"missing\", \"always\" or \"never\""
+        );
+    }
 }

@@ -61,6 +61,9 @@ pub struct Service {
     /// Image reference, for example `redis:7` or `registry.local:5000/app@sha256:...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// When `up` pulls the image: `missing` (default), `always` or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
     /// Overrides the image's Cmd. A string is split as a shell would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
@@ -140,6 +143,80 @@ pub struct Service {
     /// Compose's spelling of `watch`; merged into it.
     #[serde(default, skip_serializing)]
     pub develop: Option<Develop>,
+}
+
+impl Service {
+    /// The service's pull policy, `missing` when unset.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull_policy.unwrap_or_default()
+    }
+}
+
+/// When `up` pulls a service's image from its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the image is not in the store (Compose's `if_not_present` and `build` too).
+    #[default]
+    Missing,
+    /// On every `up`.
+    Always,
+    /// Never: the image must be in the store already.
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+impl std::fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "missing" | "if_not_present" | "build" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            _ => Err(format!(
+                "invalid pull policy {s:?}: expected \"missing\", \"always\" or \"never\""
+            )),
+        }
+    }
+}
+
+impl Serialize for PullPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PullPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for PullPolicy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PullPolicy".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`missing` (default; Compose's `if_not_present` and `build` mean the same), `always` or `never`.",
+            "enum": ["missing", "always", "never", "if_not_present", "build"]
+        })
+    }
 }
 
 /// Compose's `develop` section; only `watch` is meaningful.

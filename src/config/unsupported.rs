@@ -71,7 +71,6 @@ pub const SERVICE: &[&str] = &[
     "pre_stop",
     "privileged",
     "provider",
-    "pull_policy",
     "pull_refresh_after",
     "read_only",
     "runtime",

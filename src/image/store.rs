@@ -17,7 +17,7 @@
 //! are not followed by fsync: after a power loss a blob or layer may be missing, never wrong-named,
 //! and a missing one is simply fetched or unpacked again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -59,6 +59,15 @@ pub struct ImageInfo {
     pub layers: Vec<PathBuf>,
     /// Bytes of file content in all layers.
     pub size: u64,
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub layers: usize,
+    pub blobs: usize,
+    /// Bytes of the removed blobs plus the unpacked size of the removed layers.
+    pub bytes: u64,
 }
 
 /// One line of `devenv images`.
@@ -332,6 +341,104 @@ impl Store {
         write_atomic(&self.root.join(INDEX_FILE), &json)?;
         Ok(out)
     }
+}
+
+impl Store {
+    /// Removes the blobs and unpacked layers that no named image references, nor any of `keep`
+    /// (manifests that containers were created from: an untagged image may still be running).
+    /// Whatever was written less than `grace` ago stays, since a pull may not have named its image
+    /// yet, and so does a layer being unpacked right now. Names cannot change meanwhile: the
+    /// index is locked throughout.
+    pub fn prune(&self, keep: &[Digest], grace: Duration) -> Result<Pruned> {
+        let _lock = lock(&self.root.join(INDEX_LOCK))?;
+        let roots = self.read_index()?.images.into_values().chain(keep.iter().cloned());
+        let (blobs, layers) = self.referenced(roots);
+        let recent = |path: &Path| {
+            let modified = fs::symlink_metadata(path).and_then(|m| m.modified());
+            modified.map_or(true, |t| t.elapsed().map_or(true, |age| age < grace))
+        };
+        let mut pruned = Pruned::default();
+
+        let layers_dir = self.root.join("layers");
+        for entry in read_dir(&layers_dir)? {
+            let Ok(diff_id) = Digest::from_hex(&entry.file_name().to_string_lossy()) else {
+                continue; // a lock file
+            };
+            let dir = entry.path();
+            if layers.contains(&diff_id) || recent(&dir) {
+                continue;
+            }
+            let Some(_busy) = try_lock(&layers_dir.join(format!("{}.lock", diff_id.hex()))) else {
+                continue;
+            };
+            let size = self.layer_size(&diff_id).unwrap_or(0);
+            fs::remove_dir_all(&dir).map_err(|e| ImageError::io("cannot remove layer", &dir, e))?;
+            tracing::debug!(layer = %diff_id, "pruned layer");
+            pruned.layers += 1;
+            pruned.bytes += size;
+        }
+
+        for entry in read_dir(&self.root.join("blobs/sha256"))? {
+            let Ok(digest) = Digest::from_hex(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let path = entry.path();
+            if blobs.contains(&digest) || recent(&path) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(|e| ImageError::io("cannot remove blob", &path, e))?;
+            tracing::debug!(%digest, "pruned blob");
+            pruned.blobs += 1;
+            pruned.bytes += size;
+        }
+        Ok(pruned)
+    }
+
+    /// The blobs and layers (by diff_id) reachable from these manifests or indexes. For an index,
+    /// every platform's manifest that is in the store counts. A blob that is missing or does not
+    /// parse references nothing further.
+    fn referenced(
+        &self,
+        roots: impl Iterator<Item = Digest>,
+    ) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
+        let (mut blobs, mut layers) = (BTreeSet::new(), BTreeSet::new());
+        let mut todo: Vec<Digest> = roots.collect();
+        while let Some(digest) = todo.pop() {
+            if !blobs.insert(digest.clone()) {
+                continue;
+            }
+            let Ok(bytes) = self.read_blob(&digest) else { continue };
+            if let Ok(index) = ImageIndex::from_reader(&bytes[..]) {
+                todo.extend(
+                    index.manifests().iter().filter_map(|m| Digest::from_oci(m.digest()).ok()),
+                );
+                continue;
+            }
+            let Ok(manifest) = ImageManifest::from_reader(&bytes[..]) else { continue };
+            blobs
+                .extend(manifest.layers().iter().filter_map(|l| Digest::from_oci(l.digest()).ok()));
+            let Ok(config_digest) = Digest::from_oci(manifest.config().digest()) else { continue };
+            blobs.insert(config_digest.clone());
+            if let Ok(config) = self.image_config(&config_digest) {
+                layers.extend(diff_ids(&config, &config_digest).unwrap_or_default());
+            }
+        }
+        (blobs, layers)
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    fs::read_dir(dir)
+        .and_then(|entries| entries.collect())
+        .map_err(|e| ImageError::io("cannot list", dir, e))
+}
+
+/// The layer's lock if nobody holds it; `None` while it is being unpacked.
+fn try_lock(path: &Path) -> Option<File> {
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(file)
 }
 
 /// The config's diff_ids as digests.
