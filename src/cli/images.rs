@@ -16,6 +16,14 @@ pub enum ImageCommand {
         #[arg(long)]
         tag: Option<String>,
     },
+    /// Pull images by reference, like `docker pull` (`redis:7`, `host:5000/app@sha256:...`).
+    Pull {
+        #[arg(required = true)]
+        references: Vec<String>,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// List the images in the store.
     Ls,
     /// Remove an image's name from the store.
@@ -33,6 +41,11 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
     let home = Home::from_env();
     let store = Store::open(home.images())?;
     match cmd {
+        ImageCommand::Pull { references, quiet } => {
+            let refs =
+                references.iter().map(|r| Reference::parse(r)).collect::<Result<Vec<_>, _>>()?;
+            super::pull::pull_images(&store, &refs, *quiet)?;
+        }
         ImageCommand::Load { path, tag } => {
             let tag = tag.as_deref().map(Reference::parse).transpose()?;
             for img in load::load(&store, path, tag.as_ref())? {
