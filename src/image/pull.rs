@@ -22,6 +22,7 @@ use futures_util::stream::{self, TryStreamExt};
 use oci_spec::image::{ImageConfiguration, ImageIndex, MediaType};
 use tokio::sync::oneshot;
 
+use super::digest::HashingReader;
 use super::store::diff_ids;
 use super::{platform, Digest, ImageError, ImageInfo, Reference, Store};
 use crate::registry::client::{content_range_start, OnRetry};
@@ -356,8 +357,23 @@ impl<'scope, 'env> Puller<'scope, 'env> {
         loop {
             let (tx, reader) = bridge::channel();
             let (store, l) = (self.store, layer.clone());
-            let unpacked = self
-                .on_thread(move || store.ingest_layer(&l.blob, &l.diff_id, &l.media_type, reader));
+            let unpacked = self.on_thread(move || {
+                // Hashed here too: when the unpacker gives up on the content (a gzip checksum
+                // error, a broken tar), a download corrupted on the way is the error to report,
+                // naming the blob, so the rest is read and the digest checked before saying why.
+                let mut hashing = HashingReader::new(reader);
+                match store.ingest_layer(&l.blob, &l.diff_id, &l.media_type, &mut hashing) {
+                    Err(e) if !is_mismatch(&e) => match hashing.finish() {
+                        Ok((actual, _)) if actual != l.blob => Err(ImageError::DigestMismatch {
+                            what: format!("layer blob {}", l.blob),
+                            expected: l.blob,
+                            actual,
+                        }),
+                        _ => Err(e),
+                    },
+                    r => r,
+                }
+            });
             let (fed, unpacked) =
                 futures_util::join!(self.feed(reference, ep, layer, tx, on_retry), unpacked);
             match (fed, unpacked) {
@@ -492,6 +508,10 @@ enum Feed {
     Restart(String),
     /// The unpacker stopped reading (it failed; its error is the one to report).
     ReaderGone,
+}
+
+fn is_mismatch(e: &ImageError) -> bool {
+    matches!(e, ImageError::DigestMismatch { .. } | ImageError::DiffIdMismatch { .. })
 }
 
 /// Whether a failure at a mirror should move on to the next endpoint: any registry failure or
