@@ -62,6 +62,8 @@ fn reference(s: &str) -> Reference {
     Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+// PullError is as the library returns it (see the allow in src/image/pull.rs).
+#[allow(clippy::result_large_err)]
 fn pull_one(
     store: &Store,
     r: &Reference,
