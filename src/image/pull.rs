@@ -19,9 +19,10 @@
 use std::thread::Scope;
 
 use futures_util::stream::{self, TryStreamExt};
-use oci_spec::image::{ImageIndex, MediaType};
+use oci_spec::image::{ImageConfiguration, ImageIndex, MediaType};
 use tokio::sync::oneshot;
 
+use super::digest::HashingReader;
 use super::store::diff_ids;
 use super::{platform, Digest, ImageError, ImageInfo, Reference, Store};
 use crate::registry::client::{content_range_start, OnRetry};
@@ -253,21 +254,33 @@ impl<'scope, 'env> Puller<'scope, 'env> {
                     reason: format!("image index {top_digest} points at another index"),
                 });
             }
-            self.store.put_blob(Some(&top_digest), &top.bytes[..]).map_err(st)?;
             (digest, inner.bytes)
         } else {
-            (top_digest.clone(), top.bytes)
+            (top_digest.clone(), top.bytes.clone())
         };
         let manifest = parse_manifest(reference, &manifest_digest, &manifest_bytes)?;
 
         // The config, then the layers with their diff_ids.
+        // Checked here but stored only with the manifest, once every layer is in: a failed pull
+        // leaves no blob behind.
         let config_digest = Digest::from_oci(manifest.config().digest()).map_err(st)?;
-        if !self.store.has_blob(&config_digest) {
+        let (config, config_bytes) = if self.store.has_blob(&config_digest) {
+            (self.store.image_config(&config_digest).map_err(st)?, None)
+        } else {
             let bytes =
                 self.client.small_blob(ep, repo, &config_digest, on_retry).await.map_err(reg)?;
-            self.store.put_blob(Some(&config_digest), &bytes[..]).map_err(st)?;
-        }
-        let config = self.store.image_config(&config_digest).map_err(st)?;
+            let actual = Digest::of(&bytes);
+            if actual != config_digest {
+                return Err(st(ImageError::DigestMismatch {
+                    what: format!("blob {config_digest}"),
+                    expected: config_digest,
+                    actual,
+                }));
+            }
+            let config = ImageConfiguration::from_reader(&bytes[..])
+                .map_err(|e| st(ImageError::invalid(format!("image config {config_digest}"), e)))?;
+            (config, Some(bytes))
+        };
         let diff_ids = diff_ids(&config, &config_digest).map_err(st)?;
         if diff_ids.len() != manifest.layers().len() {
             return Err(st(ImageError::invalid(
@@ -302,7 +315,14 @@ impl<'scope, 'env> Puller<'scope, 'env> {
             })
             .await?;
 
+        if let Some(bytes) = config_bytes {
+            self.store.put_blob(Some(&config_digest), &bytes[..]).map_err(st)?;
+        }
         self.store.put_blob(Some(&manifest_digest), &manifest_bytes[..]).map_err(st)?;
+        if top_digest != manifest_digest {
+            // The index, last: a name pinned to its digest resolves only once all is there.
+            self.store.put_blob(Some(&top_digest), &top.bytes[..]).map_err(st)?;
+        }
         self.store.tag(reference, &top_digest).map_err(st)?;
         match self.store.resolve(reference).map_err(st)? {
             Some(info) => Ok(info),
@@ -337,8 +357,23 @@ impl<'scope, 'env> Puller<'scope, 'env> {
         loop {
             let (tx, reader) = bridge::channel();
             let (store, l) = (self.store, layer.clone());
-            let unpacked = self
-                .on_thread(move || store.ingest_layer(&l.blob, &l.diff_id, &l.media_type, reader));
+            let unpacked = self.on_thread(move || {
+                // Hashed here too: when the unpacker gives up on the content (a gzip checksum
+                // error, a broken tar), a download corrupted on the way is the error to report,
+                // naming the blob, so the rest is read and the digest checked before saying why.
+                let mut hashing = HashingReader::new(reader);
+                match store.ingest_layer(&l.blob, &l.diff_id, &l.media_type, &mut hashing) {
+                    Err(e) if !is_mismatch(&e) => match hashing.finish() {
+                        Ok((actual, _)) if actual != l.blob => Err(ImageError::DigestMismatch {
+                            what: format!("layer blob {}", l.blob),
+                            expected: l.blob,
+                            actual,
+                        }),
+                        _ => Err(e),
+                    },
+                    r => r,
+                }
+            });
             let (fed, unpacked) =
                 futures_util::join!(self.feed(reference, ep, layer, tx, on_retry), unpacked);
             match (fed, unpacked) {
@@ -473,6 +508,10 @@ enum Feed {
     Restart(String),
     /// The unpacker stopped reading (it failed; its error is the one to report).
     ReaderGone,
+}
+
+fn is_mismatch(e: &ImageError) -> bool {
+    matches!(e, ImageError::DigestMismatch { .. } | ImageError::DiffIdMismatch { .. })
 }
 
 /// Whether a failure at a mirror should move on to the next endpoint: any registry failure or

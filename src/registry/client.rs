@@ -200,17 +200,23 @@ impl Client {
         let url = format!("{}/v2/{repo}/manifests/{reference}", ep.base);
         let what = format!("manifest {repo}:{reference}");
         let what = if reference.contains(':') { what.replacen(':', "@", 1) } else { what };
-        let resp = self
-            .send(ep, &Self::scope(repo), &what, creds.as_ref(), on_retry, |http| {
-                http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        let header =
-            |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let content_type = header("content-type");
-        let digest_header = header("docker-content-digest");
-        let bytes = read_limited(resp, MAX_MANIFEST, ep, &what).await?;
-        Ok(FetchedManifest { bytes, content_type, digest_header })
+        let mut attempt = 1;
+        loop {
+            let resp = self
+                .send(ep, &Self::scope(repo), &what, creds.as_ref(), on_retry, |http| {
+                    http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
+                })
+                .await?;
+            let header = |name: &str| {
+                resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let digest_header = header("docker-content-digest");
+            match read_limited(resp, MAX_MANIFEST, ep, &what).await {
+                Ok(bytes) => return Ok(FetchedManifest { bytes, content_type, digest_header }),
+                Err(e) => retry_broken_body(e, &what, &mut attempt, on_retry).await?,
+            }
+        }
     }
 
     /// `GET /v2/<repo>/blobs/<digest>`, from byte `offset` on (a `Range` request) when not 0.
@@ -248,8 +254,15 @@ impl Client {
         digest: &Digest,
         on_retry: OnRetry<'_>,
     ) -> Result<Vec<u8>, RegistryError> {
-        let resp = self.blob(ep, repo, digest, 0, on_retry).await?;
-        read_limited(resp, MAX_MANIFEST, ep, &format!("blob {digest}")).await
+        let what = format!("blob {digest}");
+        let mut attempt = 1;
+        loop {
+            let resp = self.blob(ep, repo, digest, 0, on_retry).await?;
+            match read_limited(resp, MAX_MANIFEST, ep, &what).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => retry_broken_body(e, &what, &mut attempt, on_retry).await?,
+            }
+        }
     }
 
     /// `GET /v2/` with these credentials, through the auth flow: what `devenv login` checks.
@@ -264,6 +277,26 @@ impl Client {
         self.send(ep, "", "the login check", Some(creds), &no_retry_report, |http| http.get(&url))
             .await?;
         Ok(())
+    }
+}
+
+/// After a small answer's body broke off (a [`RegistryError::Network`] from [`read_limited`]):
+/// waits and returns `Ok` to have the request sent again, or returns the error once the tries
+/// are spent (or if it is of another kind).
+async fn retry_broken_body(
+    e: RegistryError,
+    what: &str,
+    attempt: &mut u32,
+    on_retry: OnRetry<'_>,
+) -> Result<(), RegistryError> {
+    match &e {
+        RegistryError::Network { reason, .. } if *attempt < retry::ATTEMPTS => {
+            on_retry(what, *attempt, reason);
+            tokio::time::sleep(retry::delay(*attempt)).await;
+            *attempt += 1;
+            Ok(())
+        }
+        _ => Err(e),
     }
 }
 
