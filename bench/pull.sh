@@ -89,9 +89,9 @@ for n in range(8):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
         for i in range(60):
-            # Half random (incompressible), half text-like: about what real layers hold.
-            size = rng.randint(100_000, 800_000)
-            data = os.urandom(size // 2) + (b"devenv pull bench line %d\n" % i) * (size // 52)
+            # Mostly random (incompressible) with some text, so the compressed image is ~200 MB.
+            size = rng.randint(150_000, 900_000)
+            data = os.urandom(size * 3 // 4) + (b"devenv pull bench line %d\n" % i) * (size // 104)
             info = tarfile.TarInfo(f"layer{n}/dir{i % 6}/file{i}.bin")
             info.size, info.mode = len(data), 0o644
             t.addfile(info, io.BytesIO(data))
@@ -117,7 +117,7 @@ EOF
 mkdir -p "$tmp/registry"
 cat >"$tmp/registry/config.yml" <<EOF
 version: 0.1
-log: {level: error, accesslog: {disabled: true}}
+log: {level: info, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $tmp/registry/data}}
 http: {addr: 127.0.0.1:0, secret: devenv-bench}
 EOF
@@ -161,10 +161,12 @@ for image in python big; do
         rm -rf --one-file-system "$home"
 
         dir="$tmp/skopeo-$image-$r"
+        mkdir -p "$dir"
         a=$(now_ns)
         skopeo copy -q --src-tls-verify=false "docker://$ref" "oci:$dir/layout:x"
         i=0
-        for layer in $(python3 -c 'import json,sys; d=sys.argv[1]; ix=json.load(open(d+"/index.json")); m=json.load(open(d+"/blobs/sha256/"+ix["manifests"][0]["digest"][7:])); print(" ".join(l["digest"][7:] for l in m["layers"]))' "$dir/layout"); do
+        layers=$(python3 -c 'import json,sys; d=sys.argv[1]; ix=json.load(open(d+"/index.json")); m=json.load(open(d+"/blobs/sha256/"+ix["manifests"][0]["digest"][7:])); print(" ".join(l["digest"][7:] for l in m["layers"]))' "$dir/layout")
+        for layer in $layers; do
             mkdir -p "$dir/rootfs/$i"; tar -xzf "$dir/layout/blobs/sha256/$layer" -C "$dir/rootfs/$i"; i=$((i + 1))
         done
         b=$(now_ns)
@@ -173,8 +175,8 @@ for image in python big; do
         # Unpack alone, on these layers, already on disk.
         rm -rf "$dir/rootfs"
         a=$(now_ns); i=0
-        for layer in "$dir"/layout/blobs/sha256/*; do
-            if gzip -t "$layer" 2>/dev/null; then mkdir -p "$dir/rootfs/$i"; tar -xzf "$layer" -C "$dir/rootfs/$i"; i=$((i + 1)); fi
+        for layer in $layers; do
+            mkdir -p "$dir/rootfs/$i"; tar -xzf "$dir/layout/blobs/sha256/$layer" -C "$dir/rootfs/$i"; i=$((i + 1))
         done
         b=$(now_ns)
         tr+=("$(ms "$a" "$b")")
