@@ -71,6 +71,9 @@ struct State {
     /// Faults injected so far (500s, cuts or corruptions).
     injected: u32,
     requests: Vec<ProxiedRequest>,
+    /// Connections accepted whose handler has not finished: a client may have its whole answer
+    /// while the handler is still logging the request.
+    in_flight: usize,
 }
 
 pub struct FaultProxy {
@@ -85,7 +88,8 @@ impl FaultProxy {
     pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
         let addr = listener.local_addr().expect("fault proxy addr");
-        let state = Arc::new(Mutex::new(State { fault, injected: 0, requests: Vec::new() }));
+        let state =
+            Arc::new(Mutex::new(State { fault, injected: 0, requests: Vec::new(), in_flight: 0 }));
         let stop = Arc::new(AtomicBool::new(false));
         let (state2, stop2, upstream) = (state.clone(), stop.clone(), upstream.to_string());
         let thread = std::thread::spawn(move || {
@@ -95,7 +99,11 @@ impl FaultProxy {
                 }
                 let Ok(conn) = conn else { continue };
                 let (state, upstream) = (state2.clone(), upstream.clone());
-                std::thread::spawn(move || handle(conn, &upstream, &state));
+                state.lock().unwrap_or_else(PoisonError::into_inner).in_flight += 1;
+                std::thread::spawn(move || {
+                    handle(conn, &upstream, &state);
+                    state.lock().unwrap_or_else(PoisonError::into_inner).in_flight -= 1;
+                });
             }
         });
         FaultProxy { addr, state, stop, thread: Some(thread) }
@@ -113,12 +121,26 @@ impl FaultProxy {
 
     /// Requests answered so far (a request is logged once its answer is sent or cut).
     pub fn request_count(&self) -> usize {
-        self.lock().requests.len()
+        self.settled().requests.len()
     }
 
     /// Requests answered so far, in the order their answers finished.
     pub fn requests(&self) -> Vec<ProxiedRequest> {
-        self.lock().requests.clone()
+        self.settled().requests.clone()
+    }
+
+    /// The state once every accepted connection's handler has finished (at most 2 s): the
+    /// client may already hold its answer while the handler is still logging it.
+    fn settled(&self) -> std::sync::MutexGuard<'_, State> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let s = self.lock();
+            if s.in_flight == 0 || std::time::Instant::now() > deadline {
+                return s;
+            }
+            drop(s);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// How many answers were faulted so far.
