@@ -94,7 +94,11 @@ pub fn list(store: &Store) -> anyhow::Result<()> {
     let rows: Vec<[String; 3]> = store
         .list()?
         .into_iter()
-        .map(|i| [i.name.familiar(), i.digest.to_string(), human(i.size)])
+        // Docker's SIZE column: `11.8MB`.
+        .map(|i| {
+            let size = super::progress::human_bytes(i.size).replace(' ', "");
+            [i.name.familiar(), i.digest.to_string(), size]
+        })
         .collect();
     let w0 = rows.iter().map(|r| r[0].len()).chain([4]).max().unwrap_or(4);
     let w1 = rows.iter().map(|r| r[1].len()).chain([6]).max().unwrap_or(6);
@@ -103,19 +107,4 @@ pub fn list(store: &Store) -> anyhow::Result<()> {
         writeln!(out, "{:<w0$}   {:<w1$}   {}", r[0], r[1], r[2])?;
     }
     Ok(())
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
 }
