@@ -19,16 +19,12 @@
 use std::thread::Scope;
 
 use futures_util::stream::{self, TryStreamExt};
-use oci_spec::image::{ImageConfiguration, ImageIndex, MediaType};
-use tokio::sync::oneshot;
+use oci_spec::image::{ImageConfiguration, ImageIndex};
 
-use super::digest::HashingReader;
 use super::store::diff_ids;
 use super::{platform, Digest, ImageError, ImageInfo, Reference, Store};
-use crate::registry::client::{content_range_start, OnRetry};
+use crate::registry::client::OnRetry;
 use crate::registry::endpoint::{endpoints, Endpoint};
-use crate::registry::retry::{self, Class};
-use crate::registry::stream::{self as bridge, Msg};
 use crate::registry::{Client, RegistryConfig, RegistryError};
 use manifest::{is_index, parse_manifest, verify_manifest};
 

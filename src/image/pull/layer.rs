@@ -2,7 +2,17 @@
 //! into the store on a scoped thread (download, decompression, untar and both digests
 //! overlapped), resumed with a `Range` request when the connection breaks.
 
-use super::*;
+use oci_spec::image::MediaType;
+use tokio::sync::oneshot;
+
+use super::{is_mismatch, PullError, Puller};
+use crate::image::digest::HashingReader;
+use crate::image::{Digest, ImageError, Reference};
+use crate::registry::client::{content_range_start, OnRetry};
+use crate::registry::endpoint::Endpoint;
+use crate::registry::retry::{self, Class};
+use crate::registry::stream::{self as bridge, Msg};
+use crate::registry::RegistryError;
 
 /// One layer to fetch: its blob, its diff_id, its media type and size.
 #[derive(Clone)]
