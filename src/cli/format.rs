@@ -191,11 +191,17 @@ fn parse_action(action: &str, fields: &[&str]) -> Result<Part, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn port(ip: &str, host: u16, container: u16, protocol: Protocol) -> PortRecord {
+    /// A port record from its parts, for the tests of this module and `port.rs`.
+    pub(in crate::cli) fn port(
+        ip: &str,
+        host: u16,
+        container: u16,
+        protocol: Protocol,
+    ) -> PortRecord {
         PortRecord {
             host_ip: ip.parse().unwrap(),
             host_port: host,

@@ -86,14 +86,7 @@ mod tests {
     use super::*;
     use Protocol::{Tcp, Udp};
 
-    fn port(ip: &str, host: u16, container: u16, protocol: Protocol) -> PortRecord {
-        PortRecord {
-            host_ip: ip.parse().unwrap(),
-            host_port: host,
-            container_port: container,
-            protocol,
-        }
-    }
+    use crate::cli::format::tests::port;
 
     #[test]
     fn private_ports_parse_with_a_default_protocol() {
