@@ -2,8 +2,10 @@
 //! engine. The binary in `main.rs` is a thin shell over this library.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod graph;
 pub mod image;
 pub mod logs;

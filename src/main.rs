@@ -9,6 +9,11 @@ fn main() {
     if std::env::args_os().nth(1).as_deref() == Some(devenv::runtime::helper::HELPER_ARG.as_ref()) {
         std::process::exit(devenv::runtime::helper::main());
     }
+    // So is the exec helper (`devenv __exec ...`), which the supervisor runs: exec forks and
+    // joins namespaces, which needs a single thread.
+    if std::env::args_os().nth(1).as_deref() == Some(devenv::runtime::exec::HELPER_ARG.as_ref()) {
+        std::process::exit(devenv::runtime::exec::helper_main());
+    }
     let cli = devenv::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

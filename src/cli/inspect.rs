@@ -8,7 +8,6 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::format::{rfc3339, sort_ports, Template};
-use super::ps::status;
 use super::saved::saved;
 use super::ProjectArgs;
 use crate::state::{ContainerRecord, MountRecord, PortRecord};
@@ -68,7 +67,7 @@ fn fields() -> Vec<&'static str> {
 }
 
 fn inspected<'a>(project: &'a str, rec: &'a ContainerRecord) -> Inspected<'a> {
-    let (state, exit_code) = status(rec);
+    let (state, exit_code) = rec.state();
     let live = matches!(state, "running" | "created");
     let mut ports = rec.ports.clone();
     sort_ports(&mut ports);

@@ -2,6 +2,7 @@
 
 mod config;
 mod down;
+mod events;
 mod exec;
 mod format;
 mod images;
@@ -12,6 +13,7 @@ mod port;
 mod progress;
 mod ps;
 mod pull;
+mod reload;
 mod saved;
 mod schema;
 mod up;
@@ -94,6 +96,12 @@ pub enum Command {
     Up(up::UpArgs),
     /// Stop and remove the project's containers.
     Down(down::DownArgs),
+    /// Apply the project file now, then restart services (by default those with watch rules).
+    Reload(reload::ReloadArgs),
+    /// Restart services' containers in place (their files and addresses stay).
+    Restart(reload::RestartArgs),
+    /// Print the project's events as they happen (starts, exits, restarts, syncs, reloads).
+    Events(events::EventsArgs),
     /// List the project's containers.
     Ps(ps::PsArgs),
     /// Print the services' output.
@@ -131,6 +139,9 @@ pub fn run(cli: Cli) -> i32 {
     let result = match &cli.command {
         Command::Up(args) => up::run(&cli.project, args),
         Command::Down(args) => down::run(&cli.project, args),
+        Command::Reload(args) => reload::reload(&cli.project, args),
+        Command::Restart(args) => reload::restart(&cli.project, args),
+        Command::Events(args) => events::run(&cli.project, args),
         Command::Ps(args) => ps::run(&cli.project, args),
         Command::Logs(args) => logs::run(&cli.project, args),
         Command::Port(args) => port::run(&cli.project, args),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::format::{ports_text, sort_ports};
 use super::saved::saved;
 use super::ProjectArgs;
-use crate::state::{ContainerRecord, ContainerStatus, PortRecord};
+use crate::state::{ContainerRecord, PortRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct PsArgs {
@@ -37,21 +37,9 @@ struct Row {
     ports: Vec<PortRecord>,
 }
 
-/// The container's state in one word (`running`, `created`, `creating`, `exited`), checked
-/// against the kernel, and its exit code when devenv saw it.
-pub fn status(rec: &ContainerRecord) -> (&'static str, Option<i32>) {
-    match rec.status {
-        ContainerStatus::Running if rec.is_running() => ("running", None),
-        ContainerStatus::Exited { code } => ("exited", code),
-        ContainerStatus::Creating => ("creating", None),
-        ContainerStatus::Created if rec.is_running() => ("created", None),
-        _ => ("exited", None),
-    }
-}
-
 /// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code.
 pub fn state_text(rec: &ContainerRecord) -> (String, Option<i32>) {
-    match status(rec) {
+    match rec.state() {
         ("exited", Some(c)) => (format!("exited ({c})"), Some(c)),
         ("exited", None) => ("exited (?)".into(), None),
         (word, code) => (word.into(), code),

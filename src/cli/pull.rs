@@ -29,7 +29,7 @@ pub fn run(project: &ProjectArgs, args: &PullArgs) -> anyhow::Result<()> {
         let all = crate::supervisor::protocol::ProjectRef {
             options: opts,
             profiles: project.active_profiles(),
-            services: Vec::new(),
+            ..Default::default()
         };
         crate::supervisor::wanted_services(&p, &all)?
     } else {

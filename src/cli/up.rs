@@ -31,6 +31,12 @@ pub struct UpArgs {
     /// service's `pull_policy` (itself `missing` by default).
     #[arg(long, value_name = "POLICY")]
     pub pull: Option<PullPolicy>,
+    /// Do not watch: neither the services' `watch` rules nor the project file.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// How long file changes must stop before devenv acts on them, like `50ms` or `1s`.
+    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    pub debounce: crate::config::units::Duration,
     /// Start only these services (and what they depend on).
     pub services: Vec<String>,
 }
@@ -47,6 +53,8 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
         options,
         profiles: project.active_profiles(),
         services: args.services.clone(),
+        no_watch: args.no_watch,
+        debounce_ms: Some(args.debounce.0.as_millis() as u64),
     };
     let wanted = supervisor::wanted_services(&p, &pref)?;
     let home = Home::from_env();
@@ -68,7 +76,7 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
     )? {
         drop(lock);
         match resp {
-            Response::Ok { message } => eprintln!("{name}: {message}"),
+            Response::Ok { message, .. } => eprintln!("{name}: {message}"),
             Response::Error { message } => bail!(message),
         }
         if !args.detach {

@@ -3,7 +3,6 @@
 //! when one fails, everything done so far is undone before the error is returned.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,13 +14,13 @@ use crate::config::forms::NetworkMode;
 use crate::config::model::Service;
 use crate::config::volumes::MountType;
 use crate::config::Project;
+use crate::events::EventKind;
 use crate::image::ImageInfo;
 use crate::runtime::driver::fit_rlimits;
 use crate::runtime::spec::{build_spec, NetworkNamespace, SpecInput};
-use crate::runtime::{cgroups_path, init, netns, rootfs, write_bundle, Stdio};
+use crate::runtime::{cgroups_path, init, rootfs, write_bundle};
 use crate::state::{
-    process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, MountRecord,
-    NetworkRecord, PortRecord,
+    ContainerRecord, ContainerStatus, EndpointRecord, MountRecord, NetworkRecord, PortRecord,
 };
 
 /// Everything needed to create one service's container.
@@ -73,6 +72,7 @@ impl Engine {
             }),
         };
         record(&rec)?;
+        self.events.emit(EventKind::Starting { service: req.service.to_owned() });
         match self.create_steps(req, svc, &mut rec, record) {
             Ok(()) => Ok(rec),
             Err(e) => {
@@ -159,33 +159,12 @@ impl Engine {
         .map_err(|source| EngineError::Spec { service: service.into(), source })?;
         let mut spec = spec;
         fit_rlimits(&mut spec);
-        let rt = |source| EngineError::Runtime { service: service.into(), source };
-        write_bundle(&dir, &mut spec, &cgroups_path(&req.project.name, &rec.id)).map_err(rt)?;
+        write_bundle(&dir, &mut spec, &cgroups_path(&req.project.name, &rec.id))
+            .map_err(|source| EngineError::Runtime { service: service.into(), source })?;
 
-        let log = self.home.log_file(&req.project.name, service);
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-        }
-        let open_log = || {
-            OpenOptions::new().create(true).append(true).open(&log).map_err(io("cannot open", &log))
-        };
-        let stdio = Stdio { stdin: None, stdout: open_log()?.into(), stderr: open_log()?.into() };
-        let pid = self.runtime.create(&rec.id, &dir, stdio).map_err(rt)?;
-        rec.status = ContainerStatus::Created;
-        rec.pid = Some(pid);
-        rec.pid_start = process_start_time(pid);
-        record(rec)?;
-        if let Some((net, address)) = req.bridge {
-            rec.endpoint = Some(self.attach_endpoint(net, &rec.id, address, pid)?);
-            record(rec)?;
-        } else if matches!(svc.network_mode, Some(NetworkMode::None)) {
-            netns::loopback_up(pid).map_err(rt)?;
-        }
-        self.runtime.start(&rec.id).map_err(rt)?;
-        rec.status = ContainerStatus::Running;
-        rec.started_at = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
-        record(rec)?;
-        Ok(())
+        let bridge = req.bridge;
+        let none = matches!(svc.network_mode, Some(NetworkMode::None));
+        self.launch(&req.project.name, rec, bridge, none, record)
     }
 }
 

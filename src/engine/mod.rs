@@ -11,6 +11,7 @@ mod network;
 pub mod plan;
 mod reconcile;
 mod remove;
+mod restart;
 mod volumes;
 
 use std::path::PathBuf;
@@ -54,12 +55,14 @@ pub struct Engine {
     pub store: Store,
     pub runtime: Box<dyn Runtime>,
     pub pool: crate::network::Ipv4Net,
+    /// Where containers' starts and exits are told; a no-op unless a supervisor listens.
+    pub events: crate::events::EventSink,
 }
 
 impl Engine {
     /// An engine with the default subnet pool ([`crate::network::DEFAULT_POOL`]).
     pub fn new(home: Home, store: Store, runtime: Box<dyn Runtime>) -> Engine {
         let pool = crate::network::DEFAULT_POOL.parse().expect("a valid default pool");
-        Engine { home, store, runtime, pool }
+        Engine { home, store, runtime, pool, events: Default::default() }
     }
 }

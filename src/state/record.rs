@@ -88,6 +88,8 @@ pub enum ContainerStatus {
     /// The runtime created it; user code not started.
     Created,
     Running,
+    /// Being stopped and started again; the supervisor's reaper leaves it alone.
+    Restarting,
     /// `code` is None when devenv did not see the exit (it was not the process's parent).
     Exited {
         code: Option<i32>,
@@ -129,6 +131,19 @@ pub struct ContainerRecord {
 
 impl ContainerRecord {
     /// Whether the recorded process still runs: same pid and same start time.
+    /// The container's state in one word (`running`, `created`, `creating`, `exited`), checked
+    /// against the kernel, and its exit code when devenv saw it.
+    pub fn state(&self) -> (&'static str, Option<i32>) {
+        match self.status {
+            ContainerStatus::Running if self.is_running() => ("running", None),
+            ContainerStatus::Exited { code } => ("exited", code),
+            ContainerStatus::Creating => ("creating", None),
+            ContainerStatus::Restarting => ("restarting", None),
+            ContainerStatus::Created if self.is_running() => ("created", None),
+            _ => ("exited", None),
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         match (self.pid, self.pid_start) {
             (Some(pid), Some(start)) => process_start_time(pid) == Some(start),

@@ -5,21 +5,28 @@
 //! and waits for its readiness line on a pipe.
 
 pub mod protocol;
+mod serve;
+mod shared;
+// mod watching; (enabled once src/watch lands)
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{self, Project};
+use crate::config::Project;
 use crate::engine::Engine;
-use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
-use protocol::{ProjectRef, Request, Response};
+use crate::events::{EventKind, EventSink};
+use crate::state::{Home, ProjectState};
+use protocol::ProjectRef;
+use shared::{summary, Shared};
+
+/// How many events a slow reader of the event stream may fall behind before it skips ahead.
+const EVENT_BACKLOG: usize = 1024;
 
 /// Every how many housekeeping ticks (seconds) Docker's DOCKER-USER chain is re-checked.
 const DOCKER_CHECK_TICKS: u64 = 5;
@@ -62,15 +69,10 @@ impl Supervisor {
         rt.block_on(self.main(ready))
     }
 
-    async fn main(self, ready: Ready) -> Exit {
-        let me = Arc::new(Shared {
-            home: self.home.clone(),
-            engine: self.engine,
-            state: Mutex::new(ProjectState::default()),
-            op: tokio::sync::Mutex::new(()),
-            name: Mutex::new(String::new()),
-            stop_layers: Mutex::new(Vec::new()),
-        });
+    async fn main(mut self, ready: Ready) -> Exit {
+        self.engine.events = EventSink::channel(EVENT_BACKLOG);
+        print_events(&self.engine.events);
+        let me = Arc::new(Shared::new(self.home.clone(), self.engine, self.project.clone()));
         // Handlers first: a container can exit during the first reconcile already.
         let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
         let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -78,15 +80,15 @@ impl Supervisor {
         let first = {
             let me = me.clone();
             let project = self.project.clone();
-            tokio::task::spawn_blocking(move || me.reconcile(&project, true))
+            tokio::task::spawn_blocking(move || me.reconcile(Some(&project), true, false))
                 .await
                 .expect("reconcile task")
         };
         let name = me.name.lock().expect("name").clone();
         let listener = match first {
-            Ok(message) => match bind(&self.home, &name) {
+            Ok(outcome) => match bind(&self.home, &name) {
                 Ok(l) => {
-                    ready(Ok(message));
+                    ready(Ok(summary(&outcome)));
                     l
                 }
                 Err(e) => {
@@ -108,13 +110,14 @@ impl Supervisor {
             }
         };
 
+        // watching::spawn(me.clone());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);
         let exit = loop {
             tokio::select! {
                 conn = listener.accept() => if let Ok((stream, _)) = conn {
-                    tokio::spawn(serve(me.clone(), stream, done_tx.clone()));
+                    tokio::spawn(serve::serve(me.clone(), stream, done_tx.clone()));
                 },
                 _ = sigchld.recv() => me.reap(),
                 _ = tick.tick() => {
@@ -159,110 +162,6 @@ impl Supervisor {
     }
 }
 
-/// What the event loop and the blocking tasks share.
-struct Shared {
-    home: Home,
-    engine: Engine,
-    state: Mutex<ProjectState>,
-    /// One reconcile or down at a time.
-    op: tokio::sync::Mutex<()>,
-    name: Mutex<String>,
-    /// The stop order of the project as last reconciled.
-    stop_layers: Mutex<Vec<Vec<String>>>,
-}
-
-impl Shared {
-    fn reconcile(&self, pref: &ProjectRef, first: bool) -> Result<String, String> {
-        let project = config::load(&pref.options).map_err(|e| e.to_string())?;
-        *self.name.lock().expect("name") = project.name.clone();
-        *self.stop_layers.lock().expect("layers") = project.graph.stop_layers();
-        let state_file = self.home.state_file(&project.name);
-        if first {
-            let mut saved =
-                ProjectState::load(&state_file).map_err(|e| e.to_string())?.unwrap_or_default();
-            saved.project = project.name.clone();
-            saved.file = project.file.clone();
-            saved.dir = project.dir.clone();
-            let me = std::process::id() as i32;
-            saved.supervisor = process_start_time(me).map(|t| (me, t));
-            *self.state.lock().expect("state") = saved;
-        }
-        let wanted = wanted_services(&project, pref).map_err(|e| e.to_string())?;
-        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file);
-        let st = self.state.lock().expect("state");
-        let _ = st.save(&state_file);
-        match outcome {
-            Ok(o) => Ok(format!(
-                "{} created, {} recreated, {} removed, {} unchanged",
-                o.created.len(),
-                o.recreated.len(),
-                o.removed.len(),
-                o.kept.len()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn down_blocking(&self, volumes: bool) -> Vec<String> {
-        let name = self.name.lock().expect("name").clone();
-        let layers = self.stop_layers.lock().expect("layers").clone();
-        let errors: Vec<String> = self
-            .engine
-            .down(&name, &self.state, &layers, volumes)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let _ = ProjectState::remove(&self.home.state_file(&name));
-        errors
-    }
-
-    /// Records the exit status of every container process that has ended.
-    fn reap(&self) {
-        let mut st = self.state.lock().expect("state");
-        let mut changed = false;
-        for rec in st.containers.values_mut() {
-            let Some(pid) = rec.pid else { continue };
-            if !matches!(rec.status, ContainerStatus::Running | ContainerStatus::Created) {
-                continue;
-            }
-            use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-            let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
-            {
-                Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => Some(Some(128 + sig as i32)),
-                _ => None,
-            };
-            if let Some(code) = status {
-                rec.status = ContainerStatus::Exited { code };
-                changed = true;
-            }
-        }
-        if changed {
-            let _ = st.save(&self.home.state_file(&st.project));
-        }
-    }
-
-    /// Once a second: containers that are not our children (adopted after a supervisor crash)
-    /// are checked by pid and start time, and large logs are rotated.
-    fn housekeeping(&self) {
-        // SIGCHLDs coalesce; a periodic reap catches any exit whose signal merged with another.
-        self.reap();
-        let mut st = self.state.lock().expect("state");
-        let project = st.project.clone();
-        let mut changed = false;
-        for rec in st.containers.values_mut() {
-            if rec.status == ContainerStatus::Running && !rec.is_running() {
-                rec.status = ContainerStatus::Exited { code: None };
-                changed = true;
-            }
-            let _ = crate::logs::rotate_if_large(&self.home.log_file(&project, &rec.service));
-        }
-        if changed {
-            let _ = st.save(&self.home.state_file(&st.project));
-        }
-    }
-}
-
 /// The services to run: those named (with their dependencies), else every service whose
 /// profiles are active.
 pub fn wanted_services(
@@ -296,49 +195,24 @@ fn bind(home: &Home, project: &str) -> std::io::Result<UnixListener> {
     UnixListener::bind(&path)
 }
 
-async fn serve(me: Arc<Shared>, stream: UnixStream, done: tokio::sync::mpsc::Sender<Exit>) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let Ok(Some(line)) = lines.next_line().await else { return };
-    let response = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Response::Error { message: format!("bad request: {e}") },
-        Ok(Request::Ping) => Response::Ok { message: "pong".into() },
-        Ok(Request::Reconcile { project }) => {
-            let _g = me.op.lock().await;
-            let m = me.clone();
-            match tokio::task::spawn_blocking(move || m.reconcile(&project, false))
-                .await
-                .expect("reconcile task")
-            {
-                Ok(message) => Response::Ok { message },
-                Err(message) => Response::Error { message },
+/// Prints what the user should see on the supervisor's stderr: the terminal of a foreground
+/// `up`, or the supervisor's log when detached. Container starts and exits are left out: a
+/// foreground `up` prints each service's output already.
+fn print_events(events: &EventSink) {
+    let Some(mut rx) = events.subscribe() else { return };
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(e) => match e.kind {
+                    EventKind::Starting { .. } | EventKind::Running { .. } => {}
+                    kind => eprintln!("devenv: {kind}"),
+                },
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
             }
         }
-        Ok(Request::Down { volumes }) => {
-            let _g = me.op.lock().await;
-            let m = me.clone();
-            let errors = tokio::task::spawn_blocking(move || m.down_blocking(volumes))
-                .await
-                .expect("down task");
-            let response = if errors.is_empty() {
-                Response::Ok { message: "removed".into() }
-            } else {
-                Response::Error { message: errors.join("\n") }
-            };
-            // Answer before the loop exits and drops this task.
-            reply(&mut write, &response).await;
-            let _ = done.send(Exit::Down).await;
-            return;
-        }
-    };
-    reply(&mut write, &response).await;
-}
-
-async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) {
-    let mut out = serde_json::to_string(response).expect("a response serializes");
-    out.push('\n');
-    let _ = write.write_all(out.as_bytes()).await;
-    let _ = write.shutdown().await;
+    });
 }
 
 /// Writes the readiness line to a pipe: `ok MESSAGE` or `error MESSAGE`.

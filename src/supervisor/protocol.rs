@@ -1,5 +1,7 @@
 //! The supervisor's control protocol: one JSON object per line on a unix socket under
-//! DEVENV_HOME, a request from the client and a response from the supervisor.
+//! DEVENV_HOME (`$DEVENV_HOME/run/<project>/control.sock`), a request from the client and a
+//! response from the supervisor; `events` instead keeps the connection open and streams one
+//! [`crate::events::Event`] per line. Editor plugins speak it too: README.md documents it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -18,6 +20,12 @@ pub struct ProjectRef {
     pub profiles: Vec<String>,
     /// Services named on the command line; all active ones when empty.
     pub services: Vec<String>,
+    /// `up --no-watch`: neither watch rules nor the project file are watched.
+    #[serde(default)]
+    pub no_watch: bool,
+    /// `up --debounce`: how long changes must have stopped before acting; 50 ms when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,13 +40,75 @@ pub enum Request {
         volumes: bool,
     },
     Ping,
+    /// Apply the project file now, then restart these services (every service with watch rules
+    /// when empty) unless the reconcile just created them.
+    Reload {
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    /// Restart these services' containers in place.
+    Restart {
+        services: Vec<String>,
+    },
+    /// The project's services and watch rules.
+    Status,
+    /// Stream events, one JSON object per line, until the client hangs up.
+    Events,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Response {
-    Ok { message: String },
-    Error { message: String },
+    Ok {
+        message: String,
+        /// The answer to `status`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Box<StatusReport>>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response::Ok { message: message.into(), report: None }
+    }
+}
+
+/// What `status` answers: each service's container and the watch rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub project: String,
+    /// False with `up --no-watch`.
+    pub watching: bool,
+    pub services: Vec<ServiceStatus>,
+    pub rules: Vec<RuleStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    /// `running`, `restarting`, `exited`, `created` or `creating`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+}
+
+/// One watch rule of a running service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleStatus {
+    pub service: String,
+    /// Its index in the service's `watch` list.
+    pub rule: usize,
+    pub path: String,
+    pub action: String,
+    /// Paused by the loop guard.
+    pub paused: bool,
 }
 
 /// Sends one request and waits for the response. `Ok(None)` when no supervisor listens.
@@ -89,4 +159,34 @@ fn call_once(
             format!("bad reply from the supervisor: {e}"),
         )
     })
+}
+
+/// Sends `req` and hands every line the supervisor writes to `line` until it closes the
+/// connection or `line` returns false. `Ok(false)` when no supervisor listens.
+pub fn stream(
+    socket: &Path,
+    req: &Request,
+    line: &mut dyn FnMut(&str) -> bool,
+) -> std::io::Result<bool> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = serde_json::to_string(req).expect("a request serializes");
+    out.push('\n');
+    (&stream).write_all(out.as_bytes())?;
+    for l in BufReader::new(&stream).lines() {
+        if !line(&l?) {
+            break;
+        }
+    }
+    Ok(true)
 }

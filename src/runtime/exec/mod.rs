@@ -36,7 +36,7 @@ use child::{Plan, Stdio};
 use target::Target;
 
 /// What to run, and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecOptions {
     /// The command and its arguments; `argv[0]` is looked up in the command's `PATH`.
     pub argv: Vec<String>,
@@ -89,6 +89,49 @@ pub enum ExecError {
     /// A step in the calling process (fork, pty, terminal).
     #[error("cannot {what}: {source}")]
     Io { what: &'static str, source: io::Error },
+}
+
+/// The first argument that makes the binary run one exec on behalf of a multi-threaded caller
+/// (the supervisor, for `sync+exec` watch rules): `devenv __exec PID OPTIONS-JSON`.
+pub const HELPER_ARG: &str = "__exec";
+
+/// The `__exec` mode: runs the command the arguments describe and exits with its status (125
+/// when it could not be started, with the reason on stderr). The process is single-threaded:
+/// `main` calls this before anything else.
+pub fn helper_main() -> i32 {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let parsed = match args.as_slice() {
+        [pid, json] => pid.parse::<i32>().ok().zip(serde_json::from_str::<ExecOptions>(json).ok()),
+        _ => None,
+    };
+    let Some((pid, opts)) = parsed else {
+        eprintln!("usage: devenv {HELPER_ARG} PID OPTIONS-JSON (internal)");
+        return 125;
+    };
+    match exec(pid, &opts) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("devenv: exec: {e}");
+            125
+        }
+    }
+}
+
+/// Runs `opts` in the container (init pid `pid`) from a new process of this binary, so a
+/// caller with threads can exec too; the command's output goes to `output`. Returns its exit
+/// status (125: it could not be started, and why is in `output`).
+pub fn exec_from_threads(pid: i32, opts: &ExecOptions, output: std::fs::File) -> io::Result<i32> {
+    let json = serde_json::to_string(opts).expect("options serialize");
+    let status = std::process::Command::new("/proc/self/exe")
+        .arg(HELPER_ARG)
+        .arg(pid.to_string())
+        .arg(json)
+        .stdin(std::process::Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
+        .status()?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -1,0 +1,306 @@
+//! What the supervisor's event loop, its connections and its watcher share: the engine, the
+//! project state, and the blocking operations on them (reconcile, restart, reload, down, reap),
+//! one at a time under `op`.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::protocol::{ProjectRef, RuleStatus, ServiceStatus, StatusReport};
+use super::wanted_services;
+use crate::config::{self, LoadOptions, Project};
+use crate::engine::{Engine, Outcome};
+use crate::events::EventKind;
+use crate::image::{pull, Reference};
+use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
+
+/// The project as last applied: what the watcher watches.
+#[allow(dead_code)] // `options` is for the watcher, which lands next
+pub(super) struct Applied {
+    pub project: Project,
+    pub wanted: Vec<String>,
+    pub options: LoadOptions,
+    pub no_watch: bool,
+}
+
+pub(super) struct Shared {
+    pub home: Home,
+    pub engine: Engine,
+    pub state: Mutex<ProjectState>,
+    /// One reconcile, restart, watch action or down at a time.
+    pub op: tokio::sync::Mutex<()>,
+    pub name: Mutex<String>,
+    /// The stop order of the project as last reconciled.
+    pub stop_layers: Mutex<Vec<Vec<String>>>,
+    /// How the project was last asked for (by `up`): live edits reload it the same way.
+    pub pref: Mutex<ProjectRef>,
+    pub applied: tokio::sync::watch::Sender<Option<Arc<Applied>>>,
+    /// The watch rules, as the watcher last compiled them.
+    pub rules: Mutex<Vec<RuleStatus>>,
+}
+
+impl Shared {
+    pub fn new(home: Home, engine: Engine, pref: ProjectRef) -> Shared {
+        Shared {
+            home,
+            engine,
+            state: Mutex::new(ProjectState::default()),
+            op: tokio::sync::Mutex::new(()),
+            name: Mutex::new(String::new()),
+            stop_layers: Mutex::new(Vec::new()),
+            pref: Mutex::new(pref),
+            applied: tokio::sync::watch::Sender::new(None),
+            rules: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn state_file(&self) -> std::path::PathBuf {
+        self.home.state_file(&self.name.lock().expect("name"))
+    }
+
+    /// Loads the project (as `pref` says, else as last asked) and converges to it. `first`:
+    /// this supervisor's first reconcile, which adopts the saved state. `pull`: fetch images
+    /// that are not stored first (a live edit; `up` pulls before it asks).
+    pub fn reconcile(
+        &self,
+        pref: Option<&ProjectRef>,
+        first: bool,
+        pull: bool,
+    ) -> Result<Outcome, String> {
+        let started = Instant::now();
+        let pref = match pref {
+            Some(p) => {
+                *self.pref.lock().expect("pref") = p.clone();
+                p.clone()
+            }
+            None => self.pref.lock().expect("pref").clone(),
+        };
+        let result = self.reconcile_as(&pref, first, pull);
+        match &result {
+            Ok(o) => self.engine.events.emit(EventKind::Reconciled {
+                created: o.created.clone(),
+                recreated: o.recreated.clone(),
+                removed: o.removed.clone(),
+                ms: started.elapsed().as_millis() as u64,
+            }),
+            Err(message) => self
+                .engine
+                .events
+                .emit(EventKind::Error { service: None, message: message.clone() }),
+        }
+        result
+    }
+
+    fn reconcile_as(&self, pref: &ProjectRef, first: bool, pull: bool) -> Result<Outcome, String> {
+        let project = config::load(&pref.options).map_err(|e| e.to_string())?;
+        *self.name.lock().expect("name") = project.name.clone();
+        let state_file = self.home.state_file(&project.name);
+        if first {
+            let mut saved =
+                ProjectState::load(&state_file).map_err(|e| e.to_string())?.unwrap_or_default();
+            saved.project = project.name.clone();
+            saved.file = project.file.clone();
+            saved.dir = project.dir.clone();
+            let me = std::process::id() as i32;
+            saved.supervisor = process_start_time(me).map(|t| (me, t));
+            *self.state.lock().expect("state") = saved;
+        }
+        *self.stop_layers.lock().expect("layers") = project.graph.stop_layers();
+        let wanted = wanted_services(&project, pref).map_err(|e| e.to_string())?;
+        if pull {
+            self.pull_missing(&project, &wanted)?;
+        }
+        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file);
+        let _ = self.state.lock().expect("state").save(&state_file);
+        let outcome = outcome.map_err(|e| e.to_string())?;
+        self.applied.send_replace(Some(Arc::new(Applied {
+            project,
+            wanted,
+            options: pref.options.clone(),
+            no_watch: pref.no_watch,
+        })));
+        Ok(outcome)
+    }
+
+    /// Pulls the images of `wanted` that are not in the store (unless their policy is `never`):
+    /// an edit that adds a service or changes an image works as `up` would.
+    fn pull_missing(&self, project: &Project, wanted: &[String]) -> Result<(), String> {
+        let store = &self.engine.store;
+        let mut missing: Vec<Reference> = Vec::new();
+        for name in wanted {
+            let svc = &project.model.services[name];
+            let Some(Ok(r)) = svc.image.as_deref().map(Reference::parse) else { continue };
+            let never = svc.pull_policy() == config::model::PullPolicy::Never;
+            if !never && !matches!(store.resolve(&r), Ok(Some(_))) && !missing.contains(&r) {
+                missing.push(r);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let registries = crate::registry::RegistryConfig::from_env().map_err(|e| e.to_string())?;
+        let results = pull::pull(store, &missing, &registries, &pull::NoProgress);
+        let errors: Vec<String> =
+            results.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(errors.join("\n")),
+        }
+    }
+
+    /// Restarts the services in place, in the order given; stops at the first failure.
+    pub fn restart(&self, services: &[String]) -> Result<Vec<(String, u64)>, String> {
+        {
+            let st = self.state.lock().expect("state");
+            if let Some(s) = services.iter().find(|s| !st.containers.contains_key(*s)) {
+                let known: Vec<&str> = st.containers.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "no container for service {s:?}; running: {}",
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ));
+            }
+        }
+        let file = self.state_file();
+        let mut done = Vec::new();
+        for s in services {
+            match self.engine.restart(s, &self.state, &file) {
+                Ok(ms) => done.push((s.clone(), ms)),
+                Err(e) => {
+                    let message = e.to_string();
+                    self.engine.events.emit(EventKind::Error {
+                        service: Some(s.clone()),
+                        message: message.clone(),
+                    });
+                    return Err(message);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// `reload`: apply the project file, then restart `services` (every service with watch
+    /// rules when empty), except those the reconcile just (re)created.
+    pub fn reload(&self, services: &[String]) -> Result<String, String> {
+        let outcome = self.reconcile(None, false, true)?;
+        let fresh: BTreeSet<&String> = outcome.created.iter().chain(&outcome.recreated).collect();
+        let targets: Vec<String> = match services.is_empty() {
+            true => {
+                let applied = self.applied.borrow().clone();
+                let watched = |s: &String| {
+                    applied.as_ref().is_some_and(|a| !a.project.model.services[s].watch.is_empty())
+                };
+                let wanted = applied.as_ref().map(|a| a.wanted.clone()).unwrap_or_default();
+                wanted.into_iter().filter(watched).collect()
+            }
+            false => services.to_vec(),
+        };
+        let targets: Vec<String> = targets.into_iter().filter(|s| !fresh.contains(s)).collect();
+        let restarted = self.restart(&targets)?;
+        let mut message = summary(&outcome);
+        for (s, ms) in restarted {
+            message.push_str(&format!("; {s} restarted in {ms} ms"));
+        }
+        Ok(message)
+    }
+
+    pub fn down_blocking(&self, volumes: bool) -> Vec<String> {
+        let name = self.name.lock().expect("name").clone();
+        let layers = self.stop_layers.lock().expect("layers").clone();
+        let errors: Vec<String> = self
+            .engine
+            .down(&name, &self.state, &layers, volumes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = ProjectState::remove(&self.home.state_file(&name));
+        errors
+    }
+
+    /// Records the exit status of every container process that has ended.
+    pub fn reap(&self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let mut st = self.state.lock().expect("state");
+        let mut exited = Vec::new();
+        for rec in st.containers.values_mut() {
+            let Some(pid) = rec.pid else { continue };
+            if !matches!(rec.status, ContainerStatus::Running | ContainerStatus::Created) {
+                continue;
+            }
+            let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            {
+                Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Some(Some(128 + sig as i32)),
+                _ => None,
+            };
+            if let Some(code) = status {
+                rec.status = ContainerStatus::Exited { code };
+                exited.push((rec.service.clone(), code));
+            }
+        }
+        if !exited.is_empty() {
+            let _ = st.save(&self.home.state_file(&st.project));
+        }
+        for (service, code) in exited {
+            self.engine.events.emit(EventKind::Exited { service, code });
+        }
+    }
+
+    /// Once a second: containers that are not our children (adopted after a supervisor crash)
+    /// are checked by pid and start time, and large logs are rotated.
+    pub fn housekeeping(&self) {
+        // SIGCHLDs coalesce; a periodic reap catches any exit whose signal merged with another.
+        self.reap();
+        let mut st = self.state.lock().expect("state");
+        let project = st.project.clone();
+        let mut exited = Vec::new();
+        for rec in st.containers.values_mut() {
+            if rec.status == ContainerStatus::Running && !rec.is_running() {
+                rec.status = ContainerStatus::Exited { code: None };
+                exited.push(rec.service.clone());
+            }
+            let _ = crate::logs::rotate_if_large(&self.home.log_file(&project, &rec.service));
+        }
+        if !exited.is_empty() {
+            let _ = st.save(&self.home.state_file(&st.project));
+        }
+        for service in exited {
+            self.engine.events.emit(EventKind::Exited { service, code: None });
+        }
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let st = self.state.lock().expect("state");
+        let services = st
+            .containers
+            .values()
+            .map(|rec| {
+                let (state, exit_code) = rec.state();
+                ServiceStatus {
+                    service: rec.service.clone(),
+                    state: state.into(),
+                    exit_code,
+                    pid: rec.pid.filter(|_| state == "running"),
+                    ip_address: rec.endpoint.as_ref().map(|e| e.ip_address.to_string()),
+                }
+            })
+            .collect();
+        let watching = self.applied.borrow().as_ref().is_some_and(|a| !a.no_watch);
+        StatusReport {
+            project: st.project.clone(),
+            watching,
+            services,
+            rules: self.rules.lock().expect("rules").clone(),
+        }
+    }
+}
+
+/// `1 created, 0 recreated, 0 removed, 2 unchanged`.
+pub(super) fn summary(o: &Outcome) -> String {
+    format!(
+        "{} created, {} recreated, {} removed, {} unchanged",
+        o.created.len(),
+        o.recreated.len(),
+        o.removed.len(),
+        o.kept.len()
+    )
+}
