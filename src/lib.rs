@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod graph;
+pub mod health;
 pub mod image;
 pub mod logs;
 pub mod network;
