@@ -152,8 +152,8 @@ impl Tracker {
         } else {
             let in_start_period = now.duration_since(self.started) < check.start_period;
             // Docker: failures in the start period do not count until a check has passed.
-            let counted = !early && !(in_start_period && self.status == Status::Starting);
-            if counted {
+            let forgiven = early || (in_start_period && self.status == Status::Starting);
+            if !forgiven {
                 self.failing_streak += 1;
                 if self.failing_streak >= check.retries {
                     self.status = Status::Unhealthy;
