@@ -110,7 +110,13 @@ impl Shared {
         if pull {
             self.pull_missing(&project, &wanted)?;
         }
-        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file);
+        let outcome = self.engine.reconcile(
+            &project,
+            &wanted,
+            &self.state,
+            &state_file,
+            &crate::engine::Started,
+        );
         let _ = self.state.lock().expect("state").save(&state_file);
         let outcome = outcome.map_err(|e| e.to_string())?;
         self.applied.send_replace(Some(Arc::new(Applied {
