@@ -112,6 +112,8 @@ mod tests {
             endpoint: None,
             ports: vec![],
             mounts: vec![],
+            health: None,
+            restart_count: 0,
         }
     }
 
