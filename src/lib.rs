@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod state;
 pub mod suggest;
 pub mod supervisor;
+pub mod watch;
