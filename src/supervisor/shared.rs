@@ -15,7 +15,6 @@ use crate::image::{pull, Reference};
 use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
 
 /// The project as last applied: what the watcher watches.
-#[allow(dead_code)] // `options` is for the watcher, which lands next
 pub(super) struct Applied {
     pub project: Project,
     pub wanted: Vec<String>,
