@@ -27,6 +27,8 @@ pub enum EventKind {
     Running { service: String, pid: i32 },
     /// Its process ended; `code` is None when devenv did not see the status.
     Exited { service: String, code: Option<i32> },
+    /// Its healthcheck's status changed: `starting`, `healthy` or `unhealthy`.
+    Health { service: String, status: String },
     /// Restarted (by a watch rule, `devenv restart` or `reload`), in `ms` milliseconds.
     Restarted { service: String, ms: u64 },
     /// Changed files were copied into (or deleted from) the container.
@@ -58,6 +60,7 @@ impl EventKind {
             EventKind::Starting { service }
             | EventKind::Running { service, .. }
             | EventKind::Exited { service, .. }
+            | EventKind::Health { service, .. }
             | EventKind::Restarted { service, .. }
             | EventKind::Synced { service, .. }
             | EventKind::Signaled { service, .. }
@@ -78,6 +81,7 @@ impl std::fmt::Display for EventKind {
             EventKind::Running { service, pid } => write!(f, "{service} running (pid {pid})"),
             EventKind::Exited { service, code: Some(c) } => write!(f, "{service} exited ({c})"),
             EventKind::Exited { service, code: None } => write!(f, "{service} exited"),
+            EventKind::Health { service, status } => write!(f, "{service} is {status}"),
             EventKind::Restarted { service, ms } => write!(f, "{service} restarted in {ms} ms"),
             EventKind::Synced { service, files, ms } => {
                 let s = if *files == 1 { "" } else { "s" };

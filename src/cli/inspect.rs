@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::format::{rfc3339, sort_ports, Template};
 use super::saved::saved;
 use super::ProjectArgs;
-use crate::state::{ContainerRecord, MountRecord, PortRecord};
+use crate::state::{ContainerRecord, HealthRecord, MountRecord, PortRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
@@ -43,6 +43,9 @@ struct Inspected<'a> {
     mac_address: Option<&'a str>,
     ports: Vec<PortRecord>,
     mounts: &'a [MountRecord],
+    /// The healthcheck's status, failing streak and last results (with their output).
+    health: Option<&'a HealthRecord>,
+    restart_count: u32,
 }
 
 /// The names of the fields, for `--format` (in output order).
@@ -63,6 +66,8 @@ fn fields() -> Vec<&'static str> {
         "mac_address",
         "ports",
         "mounts",
+        "health",
+        "restart_count",
     ]
 }
 
@@ -88,6 +93,8 @@ fn inspected<'a>(project: &'a str, rec: &'a ContainerRecord) -> Inspected<'a> {
         mac_address: endpoint.map(|e| e.mac_address.as_str()),
         ports,
         mounts: &rec.mounts,
+        health: rec.health.as_ref(),
+        restart_count: rec.restart_count,
     }
 }
 

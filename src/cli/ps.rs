@@ -30,6 +30,10 @@ struct Row {
     image: String,
     state: String,
     exit_code: Option<i32>,
+    /// `starting`, `healthy` or `unhealthy`, while it runs, for a service with a healthcheck.
+    health: Option<String>,
+    /// How many times its restart policy restarted it.
+    restart_count: u32,
     pid: Option<i32>,
     /// On the project network, while the container runs.
     ip_address: Option<Ipv4Addr>,
@@ -37,11 +41,13 @@ struct Row {
     ports: Vec<PortRecord>,
 }
 
-/// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code.
+/// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code, `restarting
+/// (N)` while the restart policy waits to restart it for the Nth time.
 pub fn state_text(rec: &ContainerRecord) -> (String, Option<i32>) {
     match rec.state() {
         ("exited", Some(c)) => (format!("exited ({c})"), Some(c)),
         ("exited", None) => ("exited (?)".into(), None),
+        ("restarting", code) => (format!("restarting ({})", rec.restart_count + 1), code),
         (word, code) => (word.into(), code),
     }
 }
@@ -54,6 +60,7 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
         .map(|r| {
             let (state, exit_code) = state_text(r);
             let live = state == "running";
+            let health = r.health.as_ref().filter(|_| live).map(|h| h.status.as_str().to_owned());
             let mut ports = if live { r.ports.clone() } else { vec![] };
             sort_ports(&mut ports);
             Row {
@@ -62,6 +69,8 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
                 image: r.image.clone(),
                 state,
                 exit_code,
+                health,
+                restart_count: r.restart_count,
                 pid: r.pid.filter(|_| live),
                 ip_address: r.endpoint.as_ref().filter(|_| live).map(|e| e.ip_address),
                 ports,
@@ -81,7 +90,10 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
             [
                 r.service.clone(),
                 r.image.clone(),
-                r.state.clone(),
+                match &r.health {
+                    Some(h) => format!("{} ({h})", r.state),
+                    None => r.state.clone(),
+                },
                 pid,
                 r.ip_address.map_or("-".into(), |ip| ip.to_string()),
                 ports_text(&r.ports),

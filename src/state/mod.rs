@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 pub use lock::{LockError, ProjectLock};
 pub use record::{
-    process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, MountRecord,
-    NetworkRecord, PortRecord, ProjectState, StateError,
+    process_start_time, ContainerRecord, ContainerStatus, EndpointRecord, HealthRecord,
+    MountRecord, NetworkRecord, PortRecord, ProjectState, StateError,
 };
 
 /// The default state directory when `DEVENV_HOME` is not set.

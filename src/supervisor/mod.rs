@@ -4,6 +4,7 @@
 //! DEVENV_HOME. Foreground `up` runs it in-process; `up -d` forks it (before any thread exists)
 //! and waits for its readiness line on a pipe.
 
+mod health;
 pub mod protocol;
 mod serve;
 mod shared;
@@ -73,6 +74,9 @@ impl Supervisor {
         self.engine.events = EventSink::channel(EVENT_BACKLOG);
         print_events(&self.engine.events);
         let me = Arc::new(Shared::new(self.home.clone(), self.engine, self.project.clone()));
+        // Checks start with the containers, during the first reconcile already: dependents wait
+        // for them.
+        health::spawn(me.clone());
         // Handlers first: a container can exit during the first reconcile already.
         let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
         let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -135,6 +139,7 @@ impl Supervisor {
                     }
                 }
                 _ = sigint.recv(), if self.foreground => {
+                    me.aborting.store(true, std::sync::atomic::Ordering::Relaxed);
                     let me = me.clone();
                     let _g = me.op.lock().await;
                     let m2 = me.clone();
@@ -143,6 +148,7 @@ impl Supervisor {
                 }
                 _ = sigterm.recv() => {
                     if self.foreground {
+                        me.aborting.store(true, std::sync::atomic::Ordering::Relaxed);
                         let m2 = me.clone();
                         tokio::task::spawn_blocking(move || m2.down_blocking(false)).await.expect("down task");
                         break Exit::Down;

@@ -74,6 +74,7 @@ pub(super) async fn serve(
             .await
         }
         Request::Down { volumes } => {
+            me.aborting.store(true, std::sync::atomic::Ordering::Relaxed);
             let response = blocking(Box::new(move |m| {
                 let errors = m.down_blocking(volumes);
                 match errors.is_empty() {

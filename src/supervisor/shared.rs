@@ -3,7 +3,8 @@
 //! one at a time under `op`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::protocol::{ProjectRef, RuleStatus, ServiceStatus, StatusReport};
@@ -16,7 +17,7 @@ use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
 
 /// The project as last applied: what the watcher watches.
 pub(super) struct Applied {
-    pub project: Project,
+    pub project: Arc<Project>,
     pub wanted: Vec<String>,
     pub options: LoadOptions,
     pub no_watch: bool,
@@ -36,6 +37,12 @@ pub(super) struct Shared {
     pub applied: tokio::sync::watch::Sender<Option<Arc<Applied>>>,
     /// The watch rules, as the watcher last compiled them.
     pub rules: Mutex<Vec<RuleStatus>>,
+    /// The project being (or last) reconciled: healthchecks and restart policies come from it.
+    pub project: Mutex<Option<Arc<Project>>>,
+    /// Bumped, and notified, whenever a container's health or exit changes.
+    pub ready: (Mutex<u64>, Condvar),
+    /// Set when `down` (or Ctrl-C) is on its way: dependency waits give up.
+    pub aborting: AtomicBool,
 }
 
 impl Shared {
@@ -50,6 +57,9 @@ impl Shared {
             pref: Mutex::new(pref),
             applied: tokio::sync::watch::Sender::new(None),
             rules: Mutex::new(Vec::new()),
+            project: Mutex::new(None),
+            ready: (Mutex::new(0), Condvar::new()),
+            aborting: AtomicBool::new(false),
         }
     }
 
@@ -91,7 +101,7 @@ impl Shared {
     }
 
     fn reconcile_as(&self, pref: &ProjectRef, first: bool, pull: bool) -> Result<Outcome, String> {
-        let project = config::load(&pref.options).map_err(|e| e.to_string())?;
+        let project = Arc::new(config::load(&pref.options).map_err(|e| e.to_string())?);
         *self.name.lock().expect("name") = project.name.clone();
         let state_file = self.home.state_file(&project.name);
         if first {
@@ -109,13 +119,8 @@ impl Shared {
         if pull {
             self.pull_missing(&project, &wanted)?;
         }
-        let outcome = self.engine.reconcile(
-            &project,
-            &wanted,
-            &self.state,
-            &state_file,
-            &crate::engine::Started,
-        );
+        *self.project.lock().expect("project") = Some(project.clone());
+        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file, self);
         let _ = self.state.lock().expect("state").save(&state_file);
         let outcome = outcome.map_err(|e| e.to_string())?;
         self.applied.send_replace(Some(Arc::new(Applied {
@@ -244,6 +249,8 @@ impl Shared {
         }
         if !exited.is_empty() {
             let _ = st.save(&self.home.state_file(&st.project));
+            drop(st);
+            self.notify_ready();
         }
         for (service, code) in exited {
             self.engine.events.emit(EventKind::Exited { service, code });
@@ -267,6 +274,8 @@ impl Shared {
         }
         if !exited.is_empty() {
             let _ = st.save(&self.home.state_file(&st.project));
+            drop(st);
+            self.notify_ready();
         }
         for service in exited {
             self.engine.events.emit(EventKind::Exited { service, code: None });
