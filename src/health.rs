@@ -86,6 +86,18 @@ pub fn effective(service: &Service, image_config: Option<&serde_json::Value>) ->
     })
 }
 
+/// [`effective`] for a service whose image is in `store` (its config read from there).
+pub fn of_service(store: &crate::image::Store, service: &Service) -> Option<Check> {
+    let image_config = service
+        .image
+        .as_deref()
+        .and_then(|i| crate::image::Reference::parse(i).ok())
+        .and_then(|r| store.resolve(&r).ok().flatten())
+        .and_then(|info| store.read_blob(&info.config_digest).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    effective(service, image_config.as_ref())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -17,6 +17,7 @@ mod reload;
 mod saved;
 mod schema;
 mod up;
+mod wait;
 
 use std::path::PathBuf;
 

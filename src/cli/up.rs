@@ -24,6 +24,13 @@ pub struct UpArgs {
     /// Run in the background: return once every service is started.
     #[arg(short, long)]
     pub detach: bool,
+    /// Run in the background and return once every service runs and is healthy (one-shot
+    /// services: completed successfully); fail if one exits with an error or is unhealthy.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long, like `2m` (default: no limit).
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub wait_timeout: Option<crate::config::units::Duration>,
     /// Do not colour the service prefixes.
     #[arg(long)]
     pub no_color: bool,
@@ -65,6 +72,11 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
         eprintln!("waiting for {holder} to finish with project {name}...")
     })?;
 
+    let detach = args.detach || args.wait;
+    let wait = |()| match args.wait {
+        true => super::wait::wait_ready(&home, &p, &wanted, args.wait_timeout.map(|d| d.0)),
+        false => Ok(()),
+    };
     let colour = !args.no_color && std::io::stdout().is_terminal();
     let services: Vec<(String, std::path::PathBuf)> =
         wanted.iter().map(|s| (s.clone(), home.log_file(&name, s))).collect();
@@ -79,17 +91,18 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
             Response::Ok { message, .. } => eprintln!("{name}: {message}"),
             Response::Error { message } => bail!(message),
         }
-        if !args.detach {
-            // Attached to a project a supervisor runs: Ctrl-C takes it down, as in Compose.
-            let mut follower = Follower::from_end(&services, colour);
-            on_interrupt()?;
-            let interrupted = || INTERRUPTED.load(Ordering::Relaxed);
-            follower.follow(&mut std::io::stdout(), Duration::from_millis(50), &interrupted)?;
-            let _lock = ProjectLock::acquire(&home.project(&name), "up", |_| {})?;
-            match super::down::down_via_supervisor(&home, &name, false)? {
-                Some(Response::Error { message }) => bail!(message),
-                _ => eprintln!("{name}: stopped and removed"),
-            }
+        if detach {
+            return wait(());
+        }
+        // Attached to a project a supervisor runs: Ctrl-C takes it down, as in Compose.
+        let mut follower = Follower::from_end(&services, colour);
+        on_interrupt()?;
+        let interrupted = || INTERRUPTED.load(Ordering::Relaxed);
+        follower.follow(&mut std::io::stdout(), Duration::from_millis(50), &interrupted)?;
+        let _lock = ProjectLock::acquire(&home.project(&name), "up", |_| {})?;
+        match super::down::down_via_supervisor(&home, &name, false)? {
+            Some(Response::Error { message }) => bail!(message),
+            _ => eprintln!("{name}: stopped and removed"),
         }
         return Ok(());
     }
@@ -98,10 +111,10 @@ pub fn run(project: &ProjectArgs, args: &UpArgs) -> anyhow::Result<()> {
         home: home.clone(),
         engine: engine(&home)?,
         project: pref,
-        foreground: !args.detach,
+        foreground: !detach,
     };
-    if args.detach {
-        return detach(sup, &home, &name, lock);
+    if detach {
+        return self::detach(sup, &home, &name, lock).and_then(wait);
     }
 
     // Foreground: follow the logs on a thread while the supervisor runs here.

@@ -15,7 +15,7 @@ use crate::config::forms::NetworkMode;
 use crate::config::Project;
 use crate::image::{ImageInfo, Reference};
 use crate::network::{firewall, project_hash};
-use crate::state::{ContainerRecord, NetworkRecord, PortRecord, ProjectState, StateError};
+use crate::state::{ContainerStatus, NetworkRecord, PortRecord, ProjectState, StateError};
 
 /// What a reconcile did, for the user.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -38,6 +38,7 @@ impl Engine {
         state: &Mutex<ProjectState>,
         state_file: &Path,
         readiness: &dyn Readiness,
+        keep_exited: bool,
     ) -> Result<Outcome, EngineError> {
         for name in wanted {
             if let Some(u) = project.unsupported.iter().find(|u| u.service.as_deref() == Some(name))
@@ -57,7 +58,18 @@ impl Engine {
             .collect();
         let actions = {
             let st = state.lock().expect("state lock");
-            let running = |s: &str| st.containers.get(s).is_some_and(ContainerRecord::is_running);
+            // A live reconcile leaves a finished one-shot (or a crashed service, or one its
+            // restart policy is about to restart) as it is; `up` starts it again, as Compose's.
+            let running = |s: &str| {
+                st.containers.get(s).is_some_and(|r| {
+                    r.is_running()
+                        || keep_exited
+                            && matches!(
+                                r.status,
+                                ContainerStatus::Exited { .. } | ContainerStatus::Restarting
+                            )
+                })
+            };
             let mut actions = plan(&project.graph, wanted, &hashes, &st, &running);
             follow_shared_namespaces(&mut actions, &|s| match mode(project, s) {
                 NetworkMode::Service(target) => Some(target),

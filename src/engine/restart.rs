@@ -126,7 +126,7 @@ impl Engine {
         let service = rec.service.clone();
         let mut record = |r: &ContainerRecord| {
             let mut st = state.lock().expect("state lock");
-            st.containers.insert(r.service.clone(), r.clone());
+            st.record_step(r);
             save(&st)
         };
         let fail = |rec: &mut ContainerRecord, e: EngineError| {

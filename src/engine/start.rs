@@ -177,7 +177,7 @@ impl Engine {
         };
         let mut record = |rec: &ContainerRecord| {
             let mut st = plan.state.lock().expect("state lock");
-            st.containers.insert(rec.service.clone(), rec.clone());
+            st.record_step(rec);
             (plan.save)(&st)
         };
         self.create(&req, &mut record)

@@ -184,6 +184,24 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 }
 
 impl ProjectState {
+    /// Saves a step of a container's creation. The supervisor's reaper may have recorded the
+    /// process's exit (or its restart policy a pending restart) between the step and this
+    /// call: a quick `exit 3` ends before `start` returns. That is kept, not overwritten with
+    /// the step's `created` or `running`.
+    pub fn record_step(&mut self, rec: &ContainerRecord) {
+        let mut rec = rec.clone();
+        if let Some(old) = self.containers.get(&rec.service) {
+            let reaped =
+                matches!(old.status, ContainerStatus::Exited { .. } | ContainerStatus::Restarting);
+            let stepping =
+                matches!(rec.status, ContainerStatus::Created | ContainerStatus::Running);
+            if old.id == rec.id && old.pid == rec.pid && reaped && stepping {
+                rec.status = old.status;
+            }
+        }
+        self.containers.insert(rec.service.clone(), rec);
+    }
+
     /// The saved state, or `None` if the project has none.
     pub fn load(path: &Path) -> Result<Option<ProjectState>, StateError> {
         match std::fs::read(path) {

@@ -20,7 +20,6 @@ use crate::config::forms::Condition;
 use crate::engine::Readiness;
 use crate::events::EventKind;
 use crate::health::{self, Check, Probe, Status, Tracker};
-use crate::image::Reference;
 use crate::runtime::exec::{ExecOptions, HELPER_ARG};
 use crate::state::{ContainerStatus, HealthRecord};
 
@@ -50,15 +49,7 @@ impl Shared {
     /// The service's effective healthcheck: its own over its image's.
     pub fn check_of(&self, service: &str) -> Option<Check> {
         let project = self.project.lock().expect("project").clone()?;
-        let svc = project.model.services.get(service)?;
-        let image_config = svc
-            .image
-            .as_deref()
-            .and_then(|i| Reference::parse(i).ok())
-            .and_then(|r| self.engine.store.resolve(&r).ok().flatten())
-            .and_then(|info| self.engine.store.read_blob(&info.config_digest).ok())
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-        health::effective(svc, image_config.as_ref())
+        health::of_service(&self.engine.store, project.model.services.get(service)?)
     }
 
     /// Wakes the threads waiting in [`Readiness::wait_for`].
@@ -189,9 +180,10 @@ impl Shared {
         let Some(rec) = st.containers.get(service) else {
             return Some(Err(format!("\"{service}\" has no container")));
         };
+        // A process that is gone but not yet reaped is waited for: the reaper (or, for a
+        // container that is not our child, housekeeping) records its exit within a second.
         let exited = match rec.status {
             ContainerStatus::Exited { code } => Some(code),
-            ContainerStatus::Running if !rec.is_running() => Some(None),
             _ => None,
         };
         let code_text = |code: Option<i32>| code.map_or("?".to_owned(), |c| c.to_string());

@@ -5,6 +5,7 @@
 //! and waits for its readiness line on a pipe.
 
 mod health;
+mod policy;
 pub mod protocol;
 mod serve;
 mod shared;
@@ -23,6 +24,7 @@ use crate::config::Project;
 use crate::engine::Engine;
 use crate::events::{EventKind, EventSink};
 use crate::state::{Home, ProjectState};
+pub use policy::wants_restart;
 use protocol::ProjectRef;
 use shared::{summary, Shared};
 
@@ -78,7 +80,15 @@ impl Supervisor {
         // for them.
         health::spawn(me.clone());
         // Handlers first: a container can exit during the first reconcile already.
+        // Exits are reaped from the start, beside the first reconcile: a dependent may be
+        // waiting for a one-shot service to complete.
         let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
+        let reaper = me.clone();
+        tokio::spawn(async move {
+            while sigchld.recv().await.is_some() {
+                reaper.reap();
+            }
+        });
         let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let first = {
@@ -123,7 +133,6 @@ impl Supervisor {
                 conn = listener.accept() => if let Ok((stream, _)) = conn {
                     tokio::spawn(serve::serve(me.clone(), stream, done_tx.clone()));
                 },
-                _ = sigchld.recv() => me.reap(),
                 _ = tick.tick() => {
                     me.housekeeping();
                     ticks += 1;

@@ -2,7 +2,7 @@
 //! project state, and the blocking operations on them (reconcile, restart, reload, down, reap),
 //! one at a time under `op`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -43,6 +43,8 @@ pub(super) struct Shared {
     pub ready: (Mutex<u64>, Condvar),
     /// Set when `down` (or Ctrl-C) is on its way: dependency waits give up.
     pub aborting: AtomicBool,
+    /// Per service, the restart policy's attempt number since it last recovered.
+    pub backoff: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl Shared {
             project: Mutex::new(None),
             ready: (Mutex::new(0), Condvar::new()),
             aborting: AtomicBool::new(false),
+            backoff: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -68,8 +71,9 @@ impl Shared {
     }
 
     /// Loads the project (as `pref` says, else as last asked) and converges to it. `first`:
-    /// this supervisor's first reconcile, which adopts the saved state. `pull`: fetch images
-    /// that are not stored first (a live edit; `up` pulls before it asks).
+    /// this supervisor's first reconcile, which adopts the saved state. `pull`: a live
+    /// reconcile (an edit, `reload`): fetch images that are not stored first (`up` pulls
+    /// before it asks), and leave exited containers alone (`up` starts them again).
     pub fn reconcile(
         &self,
         pref: Option<&ProjectRef>,
@@ -120,7 +124,8 @@ impl Shared {
             self.pull_missing(&project, &wanted)?;
         }
         *self.project.lock().expect("project") = Some(project.clone());
-        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file, self);
+        let outcome =
+            self.engine.reconcile(&project, &wanted, &self.state, &state_file, self, pull);
         let _ = self.state.lock().expect("state").save(&state_file);
         let outcome = outcome.map_err(|e| e.to_string())?;
         self.applied.send_replace(Some(Arc::new(Applied {
@@ -174,7 +179,10 @@ impl Shared {
         let mut done = Vec::new();
         for s in services {
             match self.engine.restart(s, &self.state, &file) {
-                Ok(ms) => done.push((s.clone(), ms)),
+                Ok(ms) => {
+                    done.push((s.clone(), ms));
+                    self.restart_dependents(s);
+                }
                 Err(e) => {
                     let message = e.to_string();
                     self.engine.events.emit(EventKind::Error {
@@ -227,7 +235,7 @@ impl Shared {
     }
 
     /// Records the exit status of every container process that has ended.
-    pub fn reap(&self) {
+    pub fn reap(self: &Arc<Self>) {
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let mut st = self.state.lock().expect("state");
         let mut exited = Vec::new();
@@ -253,13 +261,14 @@ impl Shared {
             self.notify_ready();
         }
         for (service, code) in exited {
-            self.engine.events.emit(EventKind::Exited { service, code });
+            self.engine.events.emit(EventKind::Exited { service: service.clone(), code });
+            self.on_exit(&service, code);
         }
     }
 
     /// Once a second: containers that are not our children (adopted after a supervisor crash)
     /// are checked by pid and start time, and large logs are rotated.
-    pub fn housekeeping(&self) {
+    pub fn housekeeping(self: &Arc<Self>) {
         // SIGCHLDs coalesce; a periodic reap catches any exit whose signal merged with another.
         self.reap();
         let mut st = self.state.lock().expect("state");
@@ -278,7 +287,8 @@ impl Shared {
             self.notify_ready();
         }
         for service in exited {
-            self.engine.events.emit(EventKind::Exited { service, code: None });
+            self.engine.events.emit(EventKind::Exited { service: service.clone(), code: None });
+            self.on_exit(&service, None);
         }
     }
 

@@ -130,10 +130,20 @@ async fn handle(
         // published as an event by `reconcile`.
         let _ = tokio::task::spawn_blocking(move || m.reconcile(None, false, true)).await;
     }
-    // A rule that keeps firing right after its own action is a loop: pause it.
+    // A rule that keeps firing right after its own action is a loop: pause it. A plain `sync`
+    // changes nothing the service runs, so it cannot loop, and quick saves must not pause it.
+    let only_sync: HashSet<(String, usize)> = set
+        .describe()
+        .into_iter()
+        .filter(|r| r.action == "sync")
+        .map(|r| (r.service, r.index))
+        .collect();
     let mut paused = false;
     for (service, sp) in &plan.services {
         for &rule in &sp.rules {
+            if only_sync.contains(&(service.clone(), rule)) {
+                continue;
+            }
             if guard.check(service, rule, batch.first_event) {
                 set.pause(service, rule);
                 paused = true;

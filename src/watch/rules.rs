@@ -104,9 +104,11 @@ impl Rule {
         // Not followed: a symlink is synced as a symlink, never as what it points to.
         let is_dir = changed.symlink_metadata().is_ok_and(|m| m.is_dir());
         if rel.as_os_str().is_empty() {
-            // The rule's own path: a file rule fires. A directory's own changes (its mtime moving
-            // as entries come and go) say nothing that the entries' own events do not.
-            return (!is_dir).then(PathBuf::new);
+            // The rule's own path. inotify reports a watched directory's entries under their
+            // own names; the directory itself comes up when it is created, deleted or renamed
+            // (seen from its parent's watch, when it did not exist at `up`): all of it is
+            // synced then, since its first files may be written before its own watch exists.
+            return Some(PathBuf::new());
         }
         if always_ignored(rel) || self.ignore.matched_path_or_any_parents(rel, is_dir).is_ignore() {
             return None;

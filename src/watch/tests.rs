@@ -142,7 +142,7 @@ fn roots_are_deduplicated() {
 fn a_directory_rule_syncs_what_is_under_it_to_the_target() {
     let (_t, p, set) = setup(SRC_SYNC, &["src/a.py", "src/sub/b.py", "src/newdir/"]);
     let src = p.dir.join("src");
-    let batch = [src.clone(), src.join("a.py"), src.join("sub/b.py"), src.join("newdir")];
+    let batch = [src.join("a.py"), src.join("sub/b.py"), src.join("newdir")];
     let plan = set.plan(&batch);
     assert!(!plan.reconcile);
     let web = &plan.services["web"];
@@ -155,8 +155,9 @@ fn a_directory_rule_syncs_what_is_under_it_to_the_target() {
         ]
     );
     assert_eq!((web.rules.clone(), web.restart), (vec![0], false));
-    // The directory itself changing (its mtime) is nothing to do.
-    assert!(set.plan(std::slice::from_ref(&src)).services.is_empty());
+    // The directory itself (created after `up`, say): all of it is synced.
+    let whole = set.plan(std::slice::from_ref(&src));
+    assert_eq!(whole.services["web"].sync, [op(&src, "/app")]);
     // Outside the rule, or merely sharing a prefix, is not under it.
     assert!(set.plan(&[p.dir.join("srcx/a.py"), p.dir.join("a.py")]).services.is_empty());
 }
