@@ -27,10 +27,20 @@ impl Events {
     /// accepted the connection (and a moment more for it to subscribe), so that what the test
     /// does next is seen.
     pub fn follow(env: &DevEnv) -> Events {
+        Events::spawn(env, true)
+    }
+
+    /// `devenv events` in its text form: each line comes as a JSON string.
+    pub fn follow_text(env: &DevEnv) -> Events {
+        Events::spawn(env, false)
+    }
+
+    fn spawn(env: &DevEnv, json: bool) -> Events {
         let socket = control_socket(env);
         let before = socket_connections(&socket);
+        let args: &[&str] = if json { &["events", "--format", "json"] } else { &["events"] };
         let mut child = env
-            .command(&["events", "--format", "json"])
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -40,8 +50,11 @@ impl Events {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("devenv events printed {line:?}: {e}"));
+                let v = match json {
+                    true => serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("devenv events printed {line:?}: {e}")),
+                    false => Value::String(line),
+                };
                 if tx.send(v).is_err() {
                     return;
                 }
@@ -63,7 +76,19 @@ impl Events {
     /// Waits up to `secs` seconds for an event for which `pred` holds (events already taken
     /// are searched first); returns it. Panics listing every event seen on timeout.
     pub fn wait_for(&mut self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+        self.wait_from(0, secs, what, pred)
+    }
+
+    /// As [`Events::wait_for`], but only events from index `start` of [`Events::seen`] on count
+    /// (`start` = `seen.len()` earlier: only events taken since then).
+    pub fn wait_from(
+        &mut self,
+        start: usize,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(v) = self.seen.iter().skip(start).find(|v| pred(v)) {
             return v.clone();
         }
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -156,10 +181,12 @@ pub fn control(env: &DevEnv, request: &str) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
 }
 
-/// An HTTP GET with curl: `(status, body)`, or None when nothing answers.
+/// An HTTP GET with curl: `(status, body)`, or None when nothing answers. The connect timeout is
+/// short: a restart replaces the container's network namespace, and a SYN sent to its address in
+/// that window is dropped, which would leave curl waiting a second for TCP to send it again.
 pub fn http_get(url: &str) -> Option<(u16, String)> {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "2", "-w", "\n%{http_code}", url])
+        .args(["-s", "--connect-timeout", "0.2", "--max-time", "2", "-w", "\n%{http_code}", url])
         .output()
         .expect("run curl");
     if !out.status.success() {
