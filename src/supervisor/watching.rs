@@ -50,7 +50,11 @@ async fn run(me: Arc<Shared>) {
         // dropped; the next change is seen with the new rules.
         let batch = tokio::select! {
             changed = applied.changed() => match changed {
-                Ok(()) => continue,
+                // `changed` marked the new value as seen: mark it again for the top of the loop.
+                Ok(()) => {
+                    applied.mark_changed();
+                    continue;
+                }
                 Err(_) => return,
             },
             batch = next_batch(&mut rx, debounce(&me)) => match batch {

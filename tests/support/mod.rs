@@ -14,6 +14,7 @@ pub mod images;
 pub mod pull_images;
 pub mod registry;
 pub mod token;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
