@@ -799,7 +799,6 @@ fn saves_by_rename_are_synced_and_the_temporary_file_is_not() {
 /// rule's own path when it is a directory); the directory itself is watched only after that
 /// batch, so the files written with it are never synced (nor would a `restart` rule restart).
 #[test]
-#[ignore = "product bug: the first files of a watched directory created after up are missed"]
 fn a_watched_directory_made_after_up_syncs_its_first_files() {
     if !root() {
         return;
@@ -825,7 +824,6 @@ fn a_watched_directory_made_after_up_syncs_its_first_files() {
 /// and so re-runs, every finished one-shot service (a migration, a seeder) and every crashed one,
 /// though README says only services whose configuration changed are recreated.
 #[test]
-#[ignore = "product bug: saving the project file re-runs finished one-shot services"]
 fn saving_the_project_file_does_not_rerun_a_finished_one_shot_service() {
     if !root() {
         return;
