@@ -70,6 +70,7 @@ impl Engine {
             mounts: mount_records(svc, |name| {
                 volume_dir(&self.home, &req.project.name, name, &req.project.model)
             }),
+            oom_killed: false,
         };
         record(&rec)?;
         self.events.emit(EventKind::Starting { service: req.service.to_owned() });

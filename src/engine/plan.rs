@@ -112,6 +112,7 @@ mod tests {
             endpoint: None,
             ports: vec![],
             mounts: vec![],
+            oom_killed: false,
         }
     }
 

@@ -127,6 +127,10 @@ pub struct ContainerRecord {
     pub ports: Vec<PortRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRecord>,
+    /// The kernel's OOM killer killed a process of the container in its last run (read from its
+    /// memory cgroup when it exited, `runtime::oom_killed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 impl ContainerRecord {
@@ -234,6 +238,7 @@ mod tests {
                 endpoint: None,
                 ports: vec![],
                 mounts: vec![],
+                oom_killed: true,
             },
         );
         s.save(&path).unwrap();
