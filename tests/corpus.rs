@@ -63,6 +63,19 @@ fn supported_and_unsupported_keys_cover_the_compose_spec() {
             &ours["definitions"]["Service"]["properties"],
         ),
         (
+            &spec["definitions"]["deployment"]["properties"],
+            &ours["definitions"]["Deploy"]["properties"],
+        ),
+        (
+            &spec["definitions"]["deployment"]["properties"]["resources"]["properties"],
+            &ours["definitions"]["DeployResources"]["properties"],
+        ),
+        (
+            &spec["definitions"]["deployment"]["properties"]["resources"]["properties"]["limits"]
+                ["properties"],
+            &ours["definitions"]["ResourceLimits"]["properties"],
+        ),
+        (
             &spec["definitions"]["network"]["properties"],
             &ours["definitions"]["NetworkDef"]["properties"],
         ),

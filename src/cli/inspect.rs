@@ -34,6 +34,8 @@ struct Inspected<'a> {
     /// `running`, `created`, `creating` or `exited`, checked against the kernel.
     state: &'static str,
     exit_code: Option<i32>,
+    /// The OOM killer killed a process of the container in its last run.
+    oom_killed: bool,
     /// While it runs.
     pid: Option<i32>,
     started_at: Option<String>,
@@ -58,6 +60,7 @@ fn fields() -> Vec<&'static str> {
         "image_digest",
         "state",
         "exit_code",
+        "oom_killed",
         "pid",
         "started_at",
         "network_mode",
@@ -85,6 +88,8 @@ fn inspected<'a>(project: &'a str, rec: &'a ContainerRecord) -> Inspected<'a> {
         image_digest: &rec.image_digest,
         state,
         exit_code,
+        // Only an exited container's last run counts; a running one has not been killed.
+        oom_killed: rec.oom_killed && state == "exited",
         pid: rec.pid.filter(|_| live),
         started_at: rec.started_at.map(rfc3339),
         network_mode: &rec.network_mode,
@@ -160,12 +165,14 @@ mod tests {
             }],
             health: None,
             restart_count: 0,
+            oom_killed: true,
         };
         let v = serde_json::to_value(inspected("p", &rec)).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, fields());
         assert_eq!(v["state"], "exited");
         assert_eq!(v["exit_code"], 3);
+        assert_eq!(v["oom_killed"], true);
         assert_eq!(v["pid"], serde_json::Value::Null, "no pid once exited");
         assert_eq!(v["started_at"], "2024-01-01T00:00:00Z");
         assert_eq!(v["ip_address"], "10.0.0.2");

@@ -41,12 +41,14 @@ struct Row {
     ports: Vec<PortRecord>,
 }
 
-/// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code, `restarting
-/// (N)` while the restart policy waits to restart it for the Nth time.
+/// `running`, `exited (0)`, `exited (?)` when devenv did not see the exit code, `oom` after
+/// either when the OOM killer killed a process of the container (`exited (137) oom`), and
+/// `restarting (N)` while the restart policy waits to restart it for the Nth time.
 pub fn state_text(rec: &ContainerRecord) -> (String, Option<i32>) {
+    let oom = if rec.oom_killed { " oom" } else { "" };
     match rec.state() {
-        ("exited", Some(c)) => (format!("exited ({c})"), Some(c)),
-        ("exited", None) => ("exited (?)".into(), None),
+        ("exited", Some(c)) => (format!("exited ({c}){oom}"), Some(c)),
+        ("exited", None) => (format!("exited (?){oom}"), None),
         ("restarting", code) => (format!("restarting ({})", rec.restart_count + 1), code),
         (word, code) => (word.into(), code),
     }
@@ -115,4 +117,27 @@ pub fn run(project: &ProjectArgs, args: &PsArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ContainerStatus;
+
+    #[test]
+    fn an_oom_kill_is_said_after_the_exit_code() {
+        let mut rec: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "p-web-1", "service": "web", "image": "busybox", "image_digest": "sha256:00",
+            "config_hash": "h", "status": {"state": "exited", "code": 137},
+            "network_mode": "none", "stop_signal": "SIGTERM", "stop_grace_ms": 10000,
+            "oom_killed": true
+        }))
+        .unwrap();
+        assert_eq!(state_text(&rec), ("exited (137) oom".to_owned(), Some(137)));
+        rec.oom_killed = false;
+        assert_eq!(state_text(&rec), ("exited (137)".to_owned(), Some(137)));
+        rec.status = ContainerStatus::Exited { code: None };
+        rec.oom_killed = true;
+        assert_eq!(state_text(&rec).0, "exited (?) oom");
+    }
 }

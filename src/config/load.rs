@@ -10,6 +10,7 @@ use super::diagnostic::Diagnostic;
 use super::discover;
 use super::dotenv::parse_dotenv;
 use super::interpolate::interpolate;
+use super::limits;
 use super::model::ProjectFile;
 use super::normalize;
 use super::unsupported::{self, Unsupported};
@@ -173,6 +174,7 @@ pub fn load_str(
     errors.extend(validate::validate(&project, &root, &src));
     errors.extend(validate::port_clashes(&project, &root, &src));
     errors.extend(validate::networks(&mut project, &root, &src));
+    errors.extend(limits::validate(&mut project, &root, &src));
     match validate::graph(&mut project, &root, &src) {
         Ok(g) => project.graph = g,
         Err(d) => errors.push(*d),

@@ -8,6 +8,7 @@ pub mod dotenv;
 pub mod emit;
 pub mod forms;
 pub mod interpolate;
+pub mod limits;
 mod load;
 pub mod locate;
 pub mod model;

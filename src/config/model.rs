@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::forms::{
     Command, DependsOn, EnvFiles, Environment, Labels, NetworkMode, RestartPolicy, StringOrList,
 };
+use super::limits::{Deploy, Ulimits};
 use super::ports::Ports;
 use super::units::{ByteSize, Duration};
 use super::volumes::Mount;
@@ -132,6 +133,17 @@ pub struct Service {
     pub cap_add: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, no masked or read-only paths, /sys writable and every
+    /// device allowed in the device cgroup, as `docker run --privileged`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Resource limits of the processes (`setrlimit`), by name, as Docker's `--ulimit`:
+    /// `nproc: 65535`, or soft and hard as in `nofile: {soft: 1024, hard: 4096}`.
+    #[serde(default, skip_serializing_if = "Ulimits::is_empty")]
+    pub ulimits: Ulimits,
+    /// Compose's deployment section; only `resources` is read (see `deploy.resources.limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Deploy>,
     /// The service starts only when one of these profiles is active.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,

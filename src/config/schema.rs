@@ -23,7 +23,22 @@ pub fn json_schema() -> Value {
         json!({"description": "Obsolete; accepted and ignored.", "type": "string"});
     allow_unsupported(&mut schema["definitions"]["Service"], unsupported::SERVICE);
     networks(&mut schema);
+    deploy(&mut schema);
     schema
+}
+
+/// `deploy` holds `resources`, which devenv reads, and the rest of Compose's deployment keys,
+/// which it reports as unsupported.
+fn deploy(schema: &mut Value) {
+    let def = &mut schema["definitions"]["Deploy"];
+    let props = def["properties"].as_object_mut().expect("a struct schema");
+    for key in unsupported::DEPLOY {
+        props.insert(
+            (*key).to_owned(),
+            json!({"description": "A Compose deploy key devenv does not support yet: read with a warning; `up` refuses a service that sets it."}),
+        );
+    }
+    def["patternProperties"] = json!({"^x-": {}});
 }
 
 /// `networks:` holds the supported `default` network and any other, which devenv ignores with

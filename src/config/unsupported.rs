@@ -40,7 +40,6 @@ pub const SERVICE: &[&str] = &[
     "cpu_shares",
     "cpuset",
     "credential_spec",
-    "deploy",
     "device_cgroup_rules",
     "devices",
     "dns",
@@ -69,7 +68,6 @@ pub const SERVICE: &[&str] = &[
     "platform",
     "post_start",
     "pre_stop",
-    "privileged",
     "provider",
     "pull_refresh_after",
     "read_only",
@@ -82,11 +80,22 @@ pub const SERVICE: &[&str] = &[
     "storage_opt",
     "sysctls",
     "tty",
-    "ulimits",
     "use_api_socket",
     "userns_mode",
     "uts",
     "volumes_from",
+];
+
+/// Keys of a service's `deploy` that devenv does not support yet: all but `resources`.
+pub const DEPLOY: &[&str] = &[
+    "endpoint_mode",
+    "labels",
+    "mode",
+    "placement",
+    "replicas",
+    "restart_policy",
+    "rollback_config",
+    "update_config",
 ];
 
 /// One unsupported key found in the file.
@@ -136,6 +145,7 @@ pub fn strip(root: &mut Node) -> Vec<Unsupported> {
                     // Joining only the project's default network is what every service does.
                     keys.retain(|e| !(e.key == "networks" && only_default_network(&e.value)));
                     take(keys, SERVICE, Some(&name), &format!("services.{name}."), &mut found);
+                    strip_deploy(keys, &name, &mut found);
                 }
             }
         }
@@ -163,6 +173,18 @@ fn take(
             true
         }
     });
+}
+
+/// Takes the keys of `deploy` other than `resources` out; each is named by its path under the
+/// service (`deploy.replicas`), so that `up` refuses the service with that name.
+fn strip_deploy(keys: &mut [super::yaml::Entry], service: &str, found: &mut Vec<Unsupported>) {
+    let Some(deploy) = keys.iter_mut().find(|e| e.key == "deploy") else { return };
+    let Some(entries) = deploy.value.as_map_mut() else { return };
+    let start = found.len();
+    take(entries, DEPLOY, Some(service), &format!("services.{service}.deploy."), found);
+    for u in &mut found[start..] {
+        u.key = format!("deploy.{}", u.key);
+    }
 }
 
 /// Keeps only the `default` network, and of it only what devenv acts on. Each key taken out is

@@ -72,6 +72,7 @@ impl Engine {
             }),
             health: None,
             restart_count: 0,
+            oom_killed: false,
         };
         record(&rec)?;
         self.events.emit(EventKind::Starting { service: req.service.to_owned() });

@@ -114,6 +114,7 @@ mod tests {
             mounts: vec![],
             health: None,
             restart_count: 0,
+            oom_killed: false,
         }
     }
 

@@ -92,6 +92,7 @@ impl Engine {
             };
             // The supervisor's reaper leaves a restarting container alone.
             rec.status = ContainerStatus::Restarting;
+            rec.oom_killed = false;
             let rec = rec.clone();
             let shares = format!("service:{service}");
             let sidecars: Vec<String> = st

@@ -191,14 +191,7 @@ pub fn fit_rlimits(spec: &mut Spec) {
     let Some(process) = spec.process_mut().as_mut() else { return };
     let Some(mut rlimits) = process.rlimits().clone() else { return };
     for rlimit in &mut rlimits {
-        let resource = match rlimit.typ() {
-            PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
-            PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
-            PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
-            PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
-            PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
-            _ => continue,
-        };
+        let Some(resource) = resource_of(rlimit.typ()) else { continue };
         let Ok((_, own_hard)) = getrlimit(resource) else { continue };
         if rlimit.hard() > own_hard {
             tracing::debug!(?resource, from = rlimit.hard(), to = own_hard, "lowering rlimit");
@@ -213,6 +206,31 @@ pub fn fit_rlimits(spec: &mut Spec) {
         }
     }
     process.set_rlimits(Some(rlimits));
+}
+
+/// The kernel's resource for an rlimit of the spec (every kind a service's `ulimits` can set).
+fn resource_of(typ: PosixRlimitType) -> Option<Resource> {
+    use PosixRlimitType::*;
+    Some(match typ {
+        RlimitCpu => Resource::RLIMIT_CPU,
+        RlimitFsize => Resource::RLIMIT_FSIZE,
+        RlimitData => Resource::RLIMIT_DATA,
+        RlimitStack => Resource::RLIMIT_STACK,
+        RlimitCore => Resource::RLIMIT_CORE,
+        RlimitRss => Resource::RLIMIT_RSS,
+        RlimitNproc => Resource::RLIMIT_NPROC,
+        RlimitNofile => Resource::RLIMIT_NOFILE,
+        RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        RlimitAs => Resource::RLIMIT_AS,
+        RlimitLocks => Resource::RLIMIT_LOCKS,
+        RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        RlimitNice => Resource::RLIMIT_NICE,
+        RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        RlimitRttime => Resource::RLIMIT_RTTIME,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
 }
 
 /// Removes the project's cgroup directories (`devenv/<project>` in every hierarchy) once its

@@ -10,6 +10,7 @@
 //! - [`youki`] (libcontainer, through the single-threaded [`helper`] process) and [`runc`]
 //!   (Debian's binary): the two implementations.
 //! - [`netns`]: bring `lo` up in a new network namespace between create and start.
+//! - [`oom`]: whether the OOM killer killed a process of a container (read before delete).
 //! - [`exec`] and [`cp`]: run a command in, and copy files into and out of, a running container.
 //!
 //! A container's life, as the supervisor drives it (every call blocking, from `spawn_blocking`):
@@ -22,6 +23,7 @@
 //! netns::loopback_up(pid)                    for a new network namespace
 //! runtime.start(id)
 //! wait_exit(pid)                             exit code, 128 + signal when killed
+//! oom_killed(cgroups_path(..))               before delete, which removes the cgroup
 //! runtime.delete(id, force); rootfs::unmount(rootfs); remove_project_cgroups(project) on down
 //! ```
 
@@ -31,6 +33,7 @@ pub mod exec;
 pub mod helper;
 pub mod init;
 pub mod netns;
+pub mod oom;
 pub mod rootfs;
 pub mod runc;
 pub mod spec;
@@ -42,5 +45,6 @@ pub use driver::{
     write_bundle, ContainerState, ContainerStatus, Runtime, RuntimeError, Signal, Stdio,
 };
 pub use init::init_binary;
+pub use oom::oom_killed;
 pub use runc::Runc;
 pub use youki::Youki;

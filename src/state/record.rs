@@ -133,6 +133,10 @@ pub struct ContainerRecord {
     /// How many times the restart policy restarted it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restart_count: u32,
+    /// The kernel's OOM killer killed a process of the container in its last run (read from its
+    /// memory cgroup when it exited, `runtime::oom_killed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -273,6 +277,7 @@ mod tests {
                 mounts: vec![],
                 health: None,
                 restart_count: 0,
+                oom_killed: true,
             },
         );
         s.save(&path).unwrap();

@@ -238,6 +238,7 @@ impl Shared {
     pub fn reap(self: &Arc<Self>) {
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let mut st = self.state.lock().expect("state");
+        let project = st.project.clone();
         let mut exited = Vec::new();
         for rec in st.containers.values_mut() {
             let Some(pid) = rec.pid else { continue };
@@ -252,6 +253,9 @@ impl Shared {
             };
             if let Some(code) = status {
                 rec.status = ContainerStatus::Exited { code };
+                // Read before anything deletes the container (and its cgroup with it).
+                let cgroup = crate::runtime::cgroups_path(&project, &rec.id);
+                rec.oom_killed = crate::runtime::oom_killed(&cgroup);
                 exited.push((rec.service.clone(), code));
             }
         }
@@ -275,7 +279,15 @@ impl Shared {
         let project = st.project.clone();
         let mut exited = Vec::new();
         for rec in st.containers.values_mut() {
-            if rec.status == ContainerStatus::Running && !rec.is_running() {
+            // Only a process that is not our child goes unseen by the reaper (one adopted after
+            // a supervisor crash); ours may have ended since `reap` above, and `reap` will see
+            // it with its status.
+            let ours = rec.pid.is_some_and(|pid| {
+                use nix::sys::wait::{waitid, Id, WaitPidFlag};
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                waitid(Id::Pid(nix::unistd::Pid::from_raw(pid)), flags).is_ok()
+            });
+            if rec.status == ContainerStatus::Running && !rec.is_running() && !ours {
                 rec.status = ContainerStatus::Exited { code: None };
                 exited.push(rec.service.clone());
             }

@@ -10,6 +10,10 @@
 //! Building a spec creates nothing: it only reads the image's /etc/passwd and /etc/group (to
 //! resolve a user name) and, in [`HostFacts::detect`], a few files of /proc and /sys.
 //!
+//! The service's limits become `linux.resources` (memory, CPU bandwidth, pids) and its `ulimits`
+//! `process.rlimits`; `privileged` lifts the hardening as Docker's `--privileged` does (see
+//! [`privileged`]).
+//!
 //! Not set, deliberately: `linux.seccomp` (Docker's default seccomp profile is not applied yet),
 //! an AppArmor profile (Docker loads its own `docker-default`), `linux.cgroupsPath` (the runtime
 //! helper chooses the cgroup), and the stop signal (not part of an OCI spec; the supervisor
@@ -17,7 +21,9 @@
 
 pub mod defaults;
 mod mounts;
+mod privileged;
 mod process;
+mod resources;
 mod user;
 
 #[cfg(test)]
@@ -28,10 +34,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResources, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxBuilder, LinuxDeviceBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::config::model::Service;
@@ -87,12 +91,14 @@ pub struct HostFacts {
     /// a cgroup namespace does not give the container a view of its own cgroups anyway.
     pub cgroup_v2: bool,
     /// The memory controller limits swap too (`memory.memsw.*` on v1, `memory.swap.max` on v2).
-    /// When it does, `mem_limit` also sets memory+swap to twice the memory limit, as Docker does
-    /// for a `--memory` without `--memory-swap` (`daemon/daemon_unix.go`); when it does not,
-    /// Docker discards the swap limit with a warning, and so does devenv.
+    /// When it does, a memory limit also sets memory+swap to the same value (see the `resources` module);
+    /// when it does not, the swap limit is left out, as Docker does with a warning.
     pub swap_limit: bool,
     /// `/proc/sys/kernel/cap_last_cap`: the highest capability number the kernel knows.
     pub cap_last_cap: u8,
+    /// The bounding set of devenv's own process (`CapBnd` in /proc/self/status), bit N for
+    /// capability N: `cap_add: [ALL]` and `privileged` grant only what it holds.
+    pub cap_bounding: u64,
     /// The per-CPU `thermal_throttle` directories present on the host, masked like moby does.
     pub thermal_throttle: Vec<String>,
 }
@@ -135,6 +141,13 @@ impl HostFacts {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(40),
+            cap_bounding: read("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    let hex = s.lines().find_map(|l| l.strip_prefix("CapBnd:"))?.trim().to_owned();
+                    u64::from_str_radix(&hex, 16).ok()
+                })
+                .unwrap_or(u64::MAX),
             thermal_throttle: cpus.into_iter().map(|(_, p)| p).collect(),
         }
     }
@@ -181,6 +194,8 @@ pub enum SpecErrorKind {
     MemoryTooLow(u64),
     #[error("invalid cpus {0}: expected 0 (no limit) or a number of CPUs from 0.01")]
     InvalidCpus(f64),
+    #[error("unknown ulimit {0:?}")]
+    UnknownUlimit(String),
     #[error("{0}")]
     Oci(#[from] oci_spec::OciSpecError),
 }
@@ -239,8 +254,8 @@ fn build(input: &SpecInput, host: &HostFacts) -> Result<Spec, SpecErrorKind> {
         .args(args)
         .env(environment(service, image, &hostname, input.extra_env))
         .cwd(cwd)
-        .capabilities(process::capabilities(service, host.cap_last_cap)?)
-        .rlimits(process::rlimits()?)
+        .capabilities(process::capabilities(service, host)?)
+        .rlimits(process::rlimits(service)?)
         // Docker leaves no_new_privileges off unless `--security-opt no-new-privileges`: setuid
         // programs such as `su` and `ping` in older images keep working.
         .no_new_privileges(false)
@@ -272,7 +287,7 @@ fn build(input: &SpecInput, host: &HostFacts) -> Result<Spec, SpecErrorKind> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         )
-        .resources(resources(service, host)?)
+        .resources(resources::build(service, host)?)
         .build()?;
     // The builder falls back to oci-spec's own defaults for what is not set; make the remaining
     // parts explicit so the spec holds exactly what this module decided.
@@ -299,6 +314,9 @@ fn build(input: &SpecInput, host: &HostFacts) -> Result<Spec, SpecErrorKind> {
         .linux(linux)
         .build()?;
     spec.set_annotations(None);
+    if service.privileged {
+        privileged::apply(&mut spec);
+    }
     Ok(spec)
 }
 
@@ -327,55 +345,4 @@ fn namespaces(
         out.push(ns(LinuxNamespaceType::Cgroup)?);
     }
     Ok(out)
-}
-
-/// The device cgroup rules plus `mem_limit`, `cpus` and `pids_limit`, mapped as moby's
-/// `WithResources` maps `--memory`, `--cpus` and `--pids-limit`.
-fn resources(service: &Service, host: &HostFacts) -> Result<LinuxResources, SpecErrorKind> {
-    let rules = defaults::DEVICE_RULES
-        .iter()
-        .map(|&(allow, typ, major, minor)| {
-            let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access("rwm");
-            if let Some(major) = major {
-                b = b.major(major);
-            }
-            if let Some(minor) = minor {
-                b = b.minor(minor);
-            }
-            b.build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut r = LinuxResourcesBuilder::default().devices(rules).build()?;
-
-    // 0 means no limit, as in Docker; below 6 MiB Docker refuses (`daemon/daemon_unix.go`
-    // `linuxMinMemory`), because the container could not even start.
-    if let Some(limit) = service.mem_limit.map(|b| b.0).filter(|&b| b > 0) {
-        if limit < 6 << 20 {
-            return Err(SpecErrorKind::MemoryTooLow(limit));
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut memory = LinuxMemoryBuilder::default().limit(limit);
-        if host.swap_limit {
-            memory = memory.swap(limit.saturating_mul(2));
-        }
-        r.set_memory(Some(memory.build()?));
-    }
-
-    // `--cpus` is CFS bandwidth over Docker's fixed 100 ms period (`daemon/oci_linux.go`
-    // `getCPUResources`, NanoCPUs); Docker accepts 0.01 CPU at the least.
-    if let Some(cpus) = service.cpus.filter(|&c| c != 0.0) {
-        if !cpus.is_finite() || cpus < 0.01 {
-            return Err(SpecErrorKind::InvalidCpus(cpus));
-        }
-        const PERIOD: u64 = 100_000;
-        let quota = (cpus * PERIOD as f64).round() as i64;
-        r.set_cpu(Some(LinuxCpuBuilder::default().period(PERIOD).quota(quota).build()?));
-    }
-
-    // Docker's API takes 0 and negative values as "unlimited", which is also what no pids
-    // section means.
-    if let Some(limit) = service.pids_limit.filter(|&l| l > 0) {
-        r.set_pids(Some(LinuxPidsBuilder::default().limit(limit).build()?));
-    }
-    Ok(r)
 }

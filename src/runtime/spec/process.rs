@@ -1,6 +1,6 @@
 //! The container's process: its command line (Compose's entrypoint/command rules), its
 //! environment (Docker's merge order), its capabilities (`cap_add`/`cap_drop` over Docker's
-//! default set) and its rlimits.
+//! default set, or all of them for `privileged`) and its rlimits (`ulimits`).
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
@@ -9,7 +9,8 @@ use oci_spec::runtime::{
 };
 
 use super::defaults;
-use super::{SpecError, SpecErrorKind};
+use super::{HostFacts, SpecError, SpecErrorKind};
+use crate::config::limits::UNLIMITED;
 use crate::config::model::Service;
 
 /// The container's command line, as Compose and Docker decide it:
@@ -93,23 +94,28 @@ pub fn environment(
 /// Docker's default capabilities adjusted by `cap_add` and `cap_drop` (moby
 /// `oci/caps/utils.go` `TweakCapabilities`):
 ///
-/// - `cap_add: [ALL]` gives every capability the kernel knows, minus `cap_drop`;
+/// - `privileged` gives every capability [`all_capabilities`] holds, whatever the other two say;
+/// - `cap_add: [ALL]` gives the same, minus `cap_drop`;
 /// - otherwise `cap_drop: [ALL]` gives exactly `cap_add`;
 /// - otherwise the defaults minus `cap_drop`, plus `cap_add`.
 ///
-/// Names are case-insensitive and the `CAP_` prefix is optional; an unknown name is an error.
-/// The set goes into the bounding, effective and permitted sets only. Inheritable and ambient
-/// stay empty, as in moby since the fix for CVE-2022-24769: a process that is not root loses its
-/// capabilities on exec instead of keeping them through the inheritable set.
+/// Names are case-insensitive and the `CAP_` prefix is optional; an unknown name is an error
+/// (checked even when `privileged` makes them moot, so a typo does not wait for the day
+/// `privileged` is removed). The set goes into the bounding, effective and permitted sets only.
+/// Inheritable and ambient stay empty, as in moby since the fix for CVE-2022-24769: a process
+/// that is not root loses its capabilities on exec instead of keeping them through the
+/// inheritable set. moby does the same for a privileged container.
 pub(super) fn capabilities(
     service: &Service,
-    cap_last_cap: u8,
+    host: &HostFacts,
 ) -> Result<LinuxCapabilities, SpecErrorKind> {
     let (add, add_all) = parse_capabilities(&service.cap_add)?;
     let (drop, drop_all) = parse_capabilities(&service.cap_drop)?;
-    let all = &defaults::ALL_CAPABILITIES[..=usize::from(cap_last_cap).min(40)];
-    let caps: Capabilities = if add_all {
-        all.iter().filter(|c| !drop.contains(c)).copied().collect()
+    let all = all_capabilities(host);
+    let caps: Capabilities = if service.privileged {
+        all.into_iter().collect()
+    } else if add_all {
+        all.into_iter().filter(|c| !drop.contains(c)).collect()
     } else if drop_all {
         add.into_iter().collect()
     } else {
@@ -132,6 +138,21 @@ pub(super) fn capabilities(
     Ok(out)
 }
 
+/// What `ALL` and `privileged` grant: every capability the running kernel knows
+/// (`ALL_CAPABILITIES[..=cap_last_cap]`, as moby's `caps.GetAllCapabilities()`), that devenv's
+/// own bounding set still holds ([`HostFacts::cap_bounding`]). The runtime cannot give a
+/// container a capability it lacks itself (setting it fails the whole create with EPERM), which
+/// happens when devenv runs in a container or a sandbox that dropped some.
+pub(super) fn all_capabilities(host: &HostFacts) -> Vec<Capability> {
+    let known = &defaults::ALL_CAPABILITIES[..=usize::from(host.cap_last_cap).min(40)];
+    known
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| host.cap_bounding & (1 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
 /// Parses capability names; the flag says whether `ALL` was among them.
 fn parse_capabilities(names: &[String]) -> Result<(Vec<Capability>, bool), SpecErrorKind> {
     let mut caps = Vec::new();
@@ -151,11 +172,52 @@ fn parse_capabilities(names: &[String]) -> Result<(Vec<Capability>, bool), SpecE
     Ok((caps, all))
 }
 
-/// `RLIMIT_NOFILE` at [`defaults::NOFILE_LIMIT`], soft and hard; nothing else.
-pub(super) fn rlimits() -> Result<Vec<PosixRlimit>, SpecErrorKind> {
-    Ok(vec![PosixRlimitBuilder::default()
+/// `RLIMIT_NOFILE` at [`defaults::NOFILE_LIMIT`], soft and hard, then the service's `ulimits`
+/// in file order; a ulimit of the service replaces the default of the same kind. The write of
+/// the bundle may still lower hard limits this host cannot grant (`driver::fit_rlimits`).
+pub(super) fn rlimits(service: &Service) -> Result<Vec<PosixRlimit>, SpecErrorKind> {
+    let mut out: Vec<PosixRlimit> = vec![PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
         .soft(defaults::NOFILE_LIMIT)
         .hard(defaults::NOFILE_LIMIT)
-        .build()?])
+        .build()?];
+    for (name, u) in &service.ulimits.0 {
+        let typ = rlimit_type(name).ok_or_else(|| SpecErrorKind::UnknownUlimit(name.clone()))?;
+        // -1 is RLIM_INFINITY, all ones, as Docker passes it on.
+        let value = |v: i64| if v == UNLIMITED { u64::MAX } else { v as u64 };
+        let rlimit = PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(value(u.soft))
+            .hard(value(u.hard))
+            .build()?;
+        match out.iter_mut().find(|r| r.typ() == typ) {
+            Some(slot) => *slot = rlimit,
+            None => out.push(rlimit),
+        }
+    }
+    Ok(out)
+}
+
+/// The rlimit a `ulimits` name sets (the names of [`crate::config::limits::ULIMIT_NAMES`]).
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    use PosixRlimitType::*;
+    Some(match name {
+        "core" => RlimitCore,
+        "cpu" => RlimitCpu,
+        "data" => RlimitData,
+        "fsize" => RlimitFsize,
+        "locks" => RlimitLocks,
+        "memlock" => RlimitMemlock,
+        "msgqueue" => RlimitMsgqueue,
+        "nice" => RlimitNice,
+        "nofile" => RlimitNofile,
+        "nproc" => RlimitNproc,
+        "rss" => RlimitRss,
+        "rtprio" => RlimitRtprio,
+        "rttime" => RlimitRttime,
+        "sigpending" => RlimitSigpending,
+        "stack" => RlimitStack,
+        "as" => RlimitAs,
+        _ => return None,
+    })
 }

@@ -1,5 +1,6 @@
 //! Unit tests of the spec builder: no root needed, every host fact fixed.
 
+mod limits;
 mod mounts;
 mod process;
 mod user;
@@ -14,13 +15,14 @@ use super::*;
 use crate::config::forms::Command;
 
 /// A fixed host: hybrid cgroups (no cgroup namespace), swap accounting, a kernel that knows every
-/// capability.
+/// capability and a bounding set that holds them all.
 pub(super) fn host() -> HostFacts {
     HostFacts {
         hostname: "the-host".into(),
         cgroup_v2: false,
         swap_limit: true,
         cap_last_cap: 40,
+        cap_bounding: u64::MAX,
         thermal_throttle: vec![],
     }
 }
@@ -190,7 +192,8 @@ fn resources_map_mem_limit_cpus_and_pids_limit() {
     let r = resources(&case);
     let memory = r.memory().unwrap();
     assert_eq!(memory.limit(), Some(512 << 20));
-    assert_eq!(memory.swap(), Some(1024 << 20));
+    // No swap on top of the limit: the limit is where the OOM killer acts.
+    assert_eq!(memory.swap(), Some(512 << 20));
     let cpu = r.cpu().clone().unwrap();
     assert_eq!((cpu.quota(), cpu.period()), (Some(50_000), Some(100_000)));
     assert_eq!(r.pids().unwrap().limit(), 100);

@@ -107,7 +107,8 @@ fn caps(add: &[&str], drop: &[&str], last: u8) -> Result<HashSet<Capability>, Sp
         cap_drop: drop.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let c = capabilities(&service, last)?;
+    let host = HostFacts { cap_last_cap: last, ..super::host() };
+    let c = capabilities(&service, &host)?;
     // One set for bounding, effective and permitted; none inherited, none ambient (moby since
     // CVE-2022-24769).
     assert_eq!(c.bounding(), c.effective());
