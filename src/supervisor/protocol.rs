@@ -135,22 +135,8 @@ fn call_once(
     req: &Request,
     timeout: Option<Duration>,
 ) -> std::io::Result<Option<Response>> {
-    let stream = match UnixStream::connect(socket) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
+    let Some(stream) = send(socket, req)? else { return Ok(None) };
     stream.set_read_timeout(timeout)?;
-    let mut line = serde_json::to_string(req).expect("a request serializes");
-    line.push('\n');
-    (&stream).write_all(line.as_bytes())?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply)?;
     serde_json::from_str(&reply).map(Some).map_err(|e| {
@@ -168,6 +154,17 @@ pub fn stream(
     req: &Request,
     line: &mut dyn FnMut(&str) -> bool,
 ) -> std::io::Result<bool> {
+    let Some(stream) = send(socket, req)? else { return Ok(false) };
+    for l in BufReader::new(&stream).lines() {
+        if !line(&l?) {
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// Connects and writes the request line; `None` when no supervisor listens.
+fn send(socket: &Path, req: &Request) -> std::io::Result<Option<UnixStream>> {
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
@@ -176,19 +173,14 @@ pub fn stream(
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            return Ok(false)
+            return Ok(None)
         }
         Err(e) => return Err(e),
     };
-    let mut out = serde_json::to_string(req).expect("a request serializes");
-    out.push('\n');
-    (&stream).write_all(out.as_bytes())?;
-    for l in BufReader::new(&stream).lines() {
-        if !line(&l?) {
-            break;
-        }
-    }
-    Ok(true)
+    let mut line = serde_json::to_string(req).expect("a request serializes");
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    Ok(Some(stream))
 }
 
 #[cfg(test)]
