@@ -45,6 +45,26 @@ pub(super) fn spawn(me: Arc<Shared>) {
     });
 }
 
+/// Starts checks for the containers that already run when the supervisor starts (adopted after
+/// a crash of the previous one, or kept by the first reconcile): no `running` event announces
+/// them.
+pub(super) fn check_running(me: &Arc<Shared>) {
+    let running: Vec<(String, i32)> = me
+        .state
+        .lock()
+        .expect("state")
+        .containers
+        .values()
+        .filter(|r| r.status == ContainerStatus::Running && r.is_running())
+        .filter_map(|r| Some((r.service.clone(), r.pid?)))
+        .collect();
+    for (service, pid) in running {
+        if let Some(check) = me.check_of(&service) {
+            tokio::spawn(probe_loop(me.clone(), service, pid, check));
+        }
+    }
+}
+
 impl Shared {
     /// The service's effective healthcheck: its own over its image's.
     pub fn check_of(&self, service: &str) -> Option<Check> {
@@ -79,12 +99,22 @@ impl Shared {
 }
 
 async fn probe_loop(me: Arc<Shared>, service: String, pid: i32, check: Check) {
+    // One loop per container process.
+    if !me.probing.lock().expect("probing").insert(pid) {
+        return;
+    }
+    probe(&me, &service, pid, &check).await;
+    me.probing.lock().expect("probing").remove(&pid);
+}
+
+async fn probe(me: &Shared, service: &str, pid: i32, check: &Check) {
+    let service = service.to_owned();
     let mut tracker = Tracker::new(Instant::now());
     if !me.save_health(&service, pid, &tracker) {
         return;
     }
     loop {
-        tokio::time::sleep(tracker.next_delay(&check, Instant::now())).await;
+        tokio::time::sleep(tracker.next_delay(check, Instant::now())).await;
         let live = me
             .state
             .lock()
@@ -95,8 +125,8 @@ async fn probe_loop(me: Arc<Shared>, service: String, pid: i32, check: Check) {
         if !live {
             return;
         }
-        let probe = run_probe(pid, &check).await;
-        let changed = tracker.record(&check, probe, Instant::now());
+        let probe = run_probe(pid, check).await;
+        let changed = tracker.record(check, probe, Instant::now());
         if !me.save_health(&service, pid, &tracker) {
             return;
         }

@@ -125,6 +125,7 @@ impl Supervisor {
         };
 
         watching::spawn(me.clone());
+        health::check_running(&me);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);

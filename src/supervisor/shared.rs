@@ -2,7 +2,7 @@
 //! project state, and the blocking operations on them (reconcile, restart, reload, down, reap),
 //! one at a time under `op`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -45,6 +45,8 @@ pub(super) struct Shared {
     pub aborting: AtomicBool,
     /// Per service, the restart policy's attempt number since it last recovered.
     pub backoff: Mutex<BTreeMap<String, u32>>,
+    /// The container processes (pids) whose healthcheck loop runs.
+    pub probing: Mutex<HashSet<i32>>,
 }
 
 impl Shared {
@@ -63,6 +65,7 @@ impl Shared {
             ready: (Mutex::new(0), Condvar::new()),
             aborting: AtomicBool::new(false),
             backoff: Mutex::new(BTreeMap::new()),
+            probing: Mutex::new(HashSet::new()),
         }
     }
 
