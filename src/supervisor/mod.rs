@@ -14,7 +14,6 @@ mod watching;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
@@ -75,7 +74,7 @@ impl Supervisor {
     async fn main(mut self, ready: Ready) -> Exit {
         self.engine.events = EventSink::channel(EVENT_BACKLOG);
         print_events(&self.engine.events);
-        let me = Arc::new(Shared::new(self.home.clone(), self.engine, self.project.clone()));
+        let me = Shared::new(self.home.clone(), self.engine, self.project.clone());
         // Checks start with the containers, during the first reconcile already: dependents wait
         // for them.
         health::spawn(me.clone());
@@ -125,7 +124,6 @@ impl Supervisor {
         };
 
         watching::spawn(me.clone());
-        health::check_running(&me);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
 use super::protocol::{ProjectRef, RuleStatus, ServiceStatus, StatusReport};
@@ -24,6 +24,8 @@ pub(super) struct Applied {
 }
 
 pub(super) struct Shared {
+    /// Itself, for the tasks its blocking operations start.
+    me: Weak<Shared>,
     pub home: Home,
     pub engine: Engine,
     pub state: Mutex<ProjectState>,
@@ -50,8 +52,9 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(home: Home, engine: Engine, pref: ProjectRef) -> Shared {
-        Shared {
+    pub fn new(home: Home, engine: Engine, pref: ProjectRef) -> Arc<Shared> {
+        Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             home,
             engine,
             state: Mutex::new(ProjectState::default()),
@@ -66,7 +69,7 @@ impl Shared {
             aborting: AtomicBool::new(false),
             backoff: Mutex::new(BTreeMap::new()),
             probing: Mutex::new(HashSet::new()),
-        }
+        })
     }
 
     fn state_file(&self) -> std::path::PathBuf {
@@ -120,6 +123,12 @@ impl Shared {
             let me = std::process::id() as i32;
             saved.supervisor = process_start_time(me).map(|t| (me, t));
             *self.state.lock().expect("state") = saved;
+            *self.project.lock().expect("project") = Some(project.clone());
+            // Containers that still run from before (a crashed supervisor's) are checked from
+            // now on: dependents may wait for their health during this very reconcile.
+            if let Some(me) = self.me.upgrade() {
+                super::health::check_running(&me);
+            }
         }
         *self.stop_layers.lock().expect("layers") = project.graph.stop_layers();
         let wanted = wanted_services(&project, pref).map_err(|e| e.to_string())?;
