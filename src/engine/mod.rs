@@ -48,6 +48,8 @@ pub enum EngineError {
     PortTaken { service: String, port: u16, protocol: String, holder: String, target: u16 },
     #[error("service \"{service}\": cannot save the project state: {source}")]
     State { service: String, source: crate::state::StateError },
+    #[error("cannot save the project state: {source}")]
+    ProjectState { source: crate::state::StateError },
 }
 
 /// What the engine works with: the state directory, the image store, the OCI runtime, and the

@@ -78,8 +78,7 @@ impl Engine {
             actions
         };
         let save = |st: &ProjectState| {
-            st.save(state_file)
-                .map_err(|source: StateError| EngineError::State { service: String::new(), source })
+            st.save(state_file).map_err(|source: StateError| EngineError::ProjectState { source })
         };
 
         let bridged = wanted.iter().any(|s| mode(project, s) == NetworkMode::Bridge);

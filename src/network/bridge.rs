@@ -125,6 +125,12 @@ pub async fn attach<N: Netlink>(nl: &N, bridge: &str, c: &ContainerAttachment) -
         let _ = nl.delete_link(&c.veth).await;
         return Err(e);
     }
+    // A container restarted at the same address: a packet sent to it while its old veth was
+    // gone left the host's entry INCOMPLETE, and the kernel would ask again only a second
+    // later (retrans_time), holding every connection meanwhile. Its MAC is known: say so.
+    if let Err(e) = nl.set_neighbour(bridge_index, c.address.addr(), mac).await {
+        tracing::warn!(error = %e, "setting the neighbour entry; the first packets may wait");
+    }
     Ok(())
 }
 
@@ -205,6 +211,7 @@ mod tests {
                 "create_veth dv0000beef #100 mtu 1450 eth0 02:42:0a:59:07:02 in /proc/42/ns/net",
                 "set_up #101",
                 "configure_netns /proc/42/ns/net eth0 10.89.7.2/24 via 10.89.7.1",
+                "set_neighbour 100 10.89.7.2 02:42:0a:59:07:02",
             ]
         );
     }

@@ -73,6 +73,14 @@ pub trait Netlink: Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Deletes a link by name; returns whether it existed.
     fn delete_link(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Records `address` as reachable at `mac` on link `index` (the bridge), replacing what the
+    /// host's neighbour table held.
+    fn set_neighbour(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
@@ -251,6 +259,19 @@ impl Netlink for RtNetlink {
         })
     }
 
+    async fn set_neighbour(&self, index: u32, address: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        use rtnetlink::packet_route::neighbour::NeighbourState;
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(address))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Reachable)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("setting the neighbour entry of {address}")))
+    }
+
     async fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(index) = index_of(&self.handle, name).await? else { return Ok(false) };
         match self.handle.link().del(index).execute().await {
@@ -372,6 +393,9 @@ impl Netlink for RecordingNetlink {
     async fn configure_netns(&self, netns: &NetnsRef, cfg: &NetnsConfig) -> Result<()> {
         let (ns, c) = (netns.0.display(), cfg);
         self.record(format!("configure_netns {ns} {} {} via {}", c.ifname, c.address, c.gateway))
+    }
+    async fn set_neighbour(&self, index: u32, address: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        self.record(format!("set_neighbour {index} {address} {}", super::mac_string(mac)))
     }
     async fn delete_link(&self, name: &str) -> Result<bool> {
         self.record(format!("delete_link {name}"))?;
