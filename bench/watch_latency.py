@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Edit-to-effect latency driver for bench/watch.sh (issue 6, "live edits").
+
+Each timed edit takes its timestamps (time.perf_counter_ns for the latency, time.time_ns to
+line up with devenv's event times) immediately before the file is opened for writing, writes the
+file in place (truncate + write + close, as most editors save), then polls 127.0.0.1:PORT with a
+raw HTTP/1.0 GET every ~2 ms until the new content is served. The latency is from that
+timestamp to the end of the first response that carries the edit's unique token.
+
+  content  edit FILE (an HTML page) EDITS times; each edit writes a new token into it
+  port     rewrite the project file with a `ports:` entry (timed: until 127.0.0.1:PORT serves),
+           then without it (untimed: until the supervisor reports the reconcile and the port no
+           longer answers), EDITS times
+  report   the Markdown tables of a set of result files
+
+With --events CMD (a shell command printing devenv's JSON event lines, `devenv events --format
+json`), the events that arrive between one edit and the next are recorded with the edit, for the
+breakdown: the action's own duration (`restarted`/`synced`/`reconciled` ms), when it ended
+relative to the write, and the errors and extra actions seen.
+
+Results go to --out as JSON: the samples in ms, the per-edit events, and failures (an edit whose
+content was not served within --timeout is a failure, reported, not a sample).
+"""
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+
+ACTION_EVENTS = ("restarted", "synced", "reconciled", "executed", "signaled")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def fetch(port, connect_timeout=0.05, read_timeout=2.0):
+    """One GET / on 127.0.0.1:port; the whole response, or None if it failed. The connect
+    timeout is short so that a dropped SYN (during a container's restart) costs one retry, not
+    the kernel's 1 s retransmission; the read timeout is long so a slow server still answers."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(connect_timeout)
+        s.connect(("127.0.0.1", port))
+        s.settimeout(read_timeout)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def served(resp, token):
+    return resp is not None and resp.startswith(b"HTTP/1.") and b" 200" in resp[:16] and token in resp
+
+
+def poll_until(port, token, t0, timeout_s, interval_s):
+    """perf_counter_ns when 127.0.0.1:port first serves `token`, or None after timeout_s."""
+    deadline = t0 + int(timeout_s * 1e9)
+    while True:
+        resp = fetch(port)
+        now = time.perf_counter_ns()
+        if served(resp, token):
+            return now
+        if now > deadline:
+            return None
+        time.sleep(interval_s)
+
+
+def port_closed(port):
+    """True when 127.0.0.1:port does not serve (refused, reset, timed out)."""
+    resp = fetch(port, connect_timeout=0.2, read_timeout=0.5)
+    return resp is None or not resp.startswith(b"HTTP/1.")
+
+
+class Events:
+    """Reads `devenv events --format json` in a thread; each event is kept with the
+    perf_counter_ns of its arrival."""
+
+    def __init__(self, cmd):
+        self.items = []
+        self.lock = threading.Lock()
+        self.proc = None
+        if not cmd:
+            return
+        self.proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, bufsize=1)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.items.append((time.perf_counter_ns(), ev))
+
+    def since(self, t0):
+        with self.lock:
+            return [(t, e) for t, e in self.items if t >= t0]
+
+    def wait_for(self, t0, pred, timeout_s):
+        """The first event received since t0 for which pred holds, waiting up to timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for _, e in self.since(t0):
+                if pred(e):
+                    return e
+            if time.monotonic() > deadline or self.proc is None:
+                return None
+            time.sleep(0.005)
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def event_wall_ns(e):
+    # RFC 3339, UTC, milliseconds: 2026-12-04T20:49:40.638Z
+    return int(datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def write_file(path, data):
+    with open(path, "w") as f:
+        f.write(data)
+
+
+def edit_record(i, t0, wall0, t_served, evs):
+    """What one edit gave: latency, and the events seen between its write and the next."""
+    rec = {"edit": i, "ms": None if t_served is None else (t_served - t0) / 1e6, "actions": [], "errors": [],
+           "notes": []}
+    for t, e in evs:
+        kind = e.get("event")
+        if kind in ACTION_EVENTS:
+            a = {"event": kind, "service": e.get("service"), "ms": e.get("ms"),
+                 # when devenv stamped the event, from the write (wall clocks, 1 ms resolution)
+                 "at_ms": (event_wall_ns(e) - wall0) / 1e6,
+                 # when this driver received it, from the write
+                 "received_ms": (t - t0) / 1e6}
+            if kind == "synced":
+                a["files"] = e.get("files")
+            if kind == "reconciled":
+                a["created"], a["recreated"], a["removed"] = e.get("created"), e.get("recreated"), e.get("removed")
+            rec["actions"].append(a)
+        elif kind == "error":
+            rec["errors"].append(e.get("message"))
+        elif kind == "note":
+            rec["notes"].append(e.get("message"))
+    return rec
+
+
+def cmd_content(args):
+    events = Events(args.events)
+    time.sleep(0.3)  # let the event stream connect
+    page = "<html><body><p>watch bench {token}</p></body></html>\n"
+    results = []
+    failures = 0
+    total = args.warmup + args.edits
+    try:
+        # The service serves its initial content first.
+        t0 = time.perf_counter_ns()
+        if poll_until(args.port, b"", t0, args.timeout, args.interval) is None:
+            raise SystemExit(f"{args.label}: nothing serves on 127.0.0.1:{args.port}")
+        for i in range(total):
+            token = f"edit-{i}-{random.getrandbits(48):012x}"
+            data = page.format(token=token)
+            wall0 = time.time_ns()
+            t0 = time.perf_counter_ns()
+            write_file(args.file, data)
+            t_served = poll_until(args.port, token.encode(), t0, args.timeout, args.interval)
+            # The action's event may come after the content is served (a restart is reported
+            # once the process runs, which may be after it answers): wait a little for it.
+            if args.expect:
+                events.wait_for(t0, lambda e: e.get("event") == args.expect, 2.0)
+            time.sleep(args.pause)
+            rec = edit_record(i, t0, wall0, t_served, events.since(t0))
+            rec["warmup"] = i < args.warmup
+            results.append(rec)
+            status = "FAILED (not served within %.1f s)" % args.timeout if t_served is None else "%.1f ms" % rec["ms"]
+            acts = ", ".join(f"{a['event']} {a['ms']} ms at {a['at_ms']:.0f}" for a in rec["actions"])
+            log(f"   {args.label} {'warm-up' if rec['warmup'] else 'edit'} {i}: {status}  [{acts}]"
+                + (f"  errors: {rec['errors']}" if rec["errors"] else ""))
+            if t_served is None and not rec["warmup"]:
+                failures += 1
+    finally:
+        events.close()
+    save(args, results, failures)
+
+
+def cmd_port(args):
+    events = Events(args.events)
+    time.sleep(0.3)
+    with_ports = open(args.with_file).read()
+    without = open(args.without_file).read()
+    results = []
+    failures = 0
+    total = args.warmup + args.edits
+    is_reconciled = lambda e: e.get("event") == "reconciled"  # noqa: E731
+    try:
+        if not port_closed(args.port):
+            raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} already answers before the edit")
+        for i in range(total):
+            wall0 = time.time_ns()
+            t0 = time.perf_counter_ns()
+            write_file(args.project_file, with_ports)
+            # The page the service serves is fixed; any 200 with it counts.
+            t_served = poll_until(args.port, args.token.encode(), t0, args.timeout, args.interval)
+            events.wait_for(t0, is_reconciled, 2.0)
+            time.sleep(args.pause)
+            rec = edit_record(i, t0, wall0, t_served, events.since(t0))
+            rec["warmup"] = i < args.warmup
+            results.append(rec)
+            status = "FAILED (not served within %.1f s)" % args.timeout if t_served is None else "%.1f ms" % rec["ms"]
+            acts = ", ".join(f"{a['event']} {a['ms']} ms at {a['at_ms']:.0f}" for a in rec["actions"])
+            log(f"   {args.label} {'warm-up' if rec['warmup'] else 'add'} {i}: {status}  [{acts}]"
+                + (f"  errors: {rec['errors']}" if rec["errors"] else ""))
+            if t_served is None and not rec["warmup"]:
+                failures += 1
+            # Untimed: the port map removed again, until reconciled and the port is gone.
+            t1 = time.perf_counter_ns()
+            write_file(args.project_file, without)
+            if events.wait_for(t1, is_reconciled, args.timeout) is None and events.proc is not None:
+                log(f"   {args.label} remove {i}: no reconciled event within {args.timeout} s")
+            deadline = time.monotonic() + args.timeout
+            while not port_closed(args.port):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} still answers {args.timeout} s "
+                                     "after the port map was removed")
+                time.sleep(0.01)
+            time.sleep(args.pause)
+    finally:
+        events.close()
+    save(args, results, failures)
+
+
+def save(args, results, failures):
+    timed = [r for r in results if not r["warmup"]]
+    samples = [r["ms"] for r in timed if r["ms"] is not None]
+    out = {"label": args.label, "tool": args.tool, "scenario": args.scenario, "edits": len(timed),
+           "failures": failures, "pause_ms": args.pause * 1000, "interval_ms": args.interval * 1000,
+           "samples_ms": samples, "records": results}
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+    if samples:
+        s = stats(samples)
+        log(f"   {args.label}: p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms, min {s['min']:.0f}, "
+            f"max {s['max']:.0f} ({len(samples)} edits, {failures} failed)")
+
+
+def nearest_rank(xs, p):
+    xs = sorted(xs)
+    k = max(1, -(-len(xs) * p // 100))  # ceil(n * p / 100)
+    return xs[int(k) - 1]
+
+
+def stats(xs):
+    return {"p50": statistics.median(xs), "p95": nearest_rank(xs, 95), "min": min(xs), "max": max(xs)}
+
+
+def fmt(x):
+    return "—" if x is None else f"{x:.0f}"
+
+
+def cmd_report(args):
+    runs = [json.load(open(p)) for p in args.files]
+    print("| scenario | tool | edits | p50 ms | p95 ms | min ms | max ms | failed | target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        s = stats(r["samples_ms"]) if r["samples_ms"] else dict.fromkeys(("p50", "p95", "min", "max"))
+        target = TARGETS.get(r["scenario"], "")
+        if r["tool"] != "devenv":
+            target = ""
+        print(f"| {r['label']} | {r['tool']} | {r['edits']} | {fmt(s['p50'])} | {fmt(s['p95'])} | "
+              f"{fmt(s['min'])} | {fmt(s['max'])} | {r['failures']} | {target} |")
+    rows = [r for r in runs if r["tool"] == "devenv"]
+    if not rows:
+        return
+    print()
+    print("Where the time goes (devenv's own events, medians over the timed edits, ms): *before* is "
+          "from the write to the start of the action (change noticed + debounce + scheduling: the "
+          "event's time minus its duration), *action* is the event's own `ms`, *after* is from the "
+          "end of the action (the event's time) to the first response with the new content (the "
+          "app's start and first answer, plus up to one poll interval).")
+    print()
+    print("| scenario | event | before | action | after | total p50 | edits with >1 action | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        befores, actions, afters, multi, errors, kinds = [], [], [], 0, 0, set()
+        for rec in r["records"]:
+            if rec["warmup"] or rec["ms"] is None:
+                continue
+            acts = [a for a in rec["actions"] if a["ms"] is not None]
+            if len(rec["actions"]) > 1:
+                multi += 1
+            errors += len(rec["errors"])
+            # The action that made the content served: the last one that ended before it was.
+            done = [a for a in acts if a["at_ms"] <= rec["ms"] + 2] or acts
+            if not done:
+                continue
+            a = done[-1]
+            kinds.add(a["event"])
+            befores.append(a["at_ms"] - a["ms"])
+            actions.append(a["ms"])
+            afters.append(rec["ms"] - a["at_ms"])
+        med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+        s = stats(r["samples_ms"]) if r["samples_ms"] else {"p50": None}
+        print(f"| {r['label']} | {', '.join(sorted(kinds)) or '—'} | {fmt(med(befores))} | {fmt(med(actions))} | "
+              f"{fmt(med(afters))} | {fmt(s['p50'])} | {multi} | {errors} |")
+
+
+TARGETS = {"restart": "< 150 ms p50", "sync": "< 80 ms p50", "port": "< 300 ms"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("content", "port"):
+        p = sub.add_parser(name)
+        p.add_argument("--label", required=True)
+        p.add_argument("--tool", default="devenv")
+        p.add_argument("--scenario", required=True, choices=sorted(TARGETS))
+        p.add_argument("--port", type=int, required=True)
+        p.add_argument("--edits", type=int, default=30)
+        p.add_argument("--warmup", type=int, default=2)
+        p.add_argument("--pause", type=float, default=0.4, help="seconds between edits")
+        p.add_argument("--interval", type=float, default=0.002, help="seconds between polls")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds an edit may take")
+        p.add_argument("--events", help="shell command printing devenv's JSON event lines")
+        p.add_argument("--out", required=True)
+        if name == "content":
+            p.add_argument("--file", required=True, help="the page to edit")
+            p.add_argument("--expect", help="the event an edit causes, waited for (up to 2 s)")
+        else:
+            p.add_argument("--project-file", required=True)
+            p.add_argument("--with-file", required=True, help="the project file with the port map")
+            p.add_argument("--without-file", required=True, help="the project file without it")
+            p.add_argument("--token", required=True, help="text the served page contains")
+    p = sub.add_parser("report")
+    p.add_argument("files", nargs="+")
+    args = ap.parse_args()
+    {"content": cmd_content, "port": cmd_port, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
