@@ -100,6 +100,10 @@ impl std::fmt::Display for EventKind {
             EventKind::Note { service: Some(s), message } => write!(f, "{s}: {message}"),
             EventKind::Error { service: Some(s), message } => write!(f, "{s}: error: {message}"),
             EventKind::Note { service: None, message } => f.write_str(message),
+            // A project file's error starts with `error: ` already.
+            EventKind::Error { service: None, message } if message.starts_with("error: ") => {
+                f.write_str(message)
+            }
             EventKind::Error { service: None, message } => write!(f, "error: {message}"),
         }
     }

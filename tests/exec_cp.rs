@@ -1,7 +1,7 @@
 //! `runtime::exec` and `runtime::cp` against real processes in real namespaces (as root): a
 //! busybox rootfs run by `unshare` + `chroot` stands in for a container, so these tests do not
 //! depend on devenv's own runtime. The `-t` test drives a shell through tmux. The cp tests are
-//! in `exec_cp/cp.rs`.
+//! in `exec_cp/cp.rs`, the live-edit sync ones in `exec_cp/sync.rs`.
 //!
 //! Needs: root, util-linux (`unshare`, `setpriv`), tmux, busybox-static (the fixture).
 
@@ -11,6 +11,8 @@ mod support;
 mod container;
 #[path = "exec_cp/cp.rs"]
 mod cp;
+#[path = "exec_cp/sync.rs"]
+mod sync;
 
 use std::fs;
 use std::path::Path;

@@ -34,6 +34,11 @@ pub(super) fn project_leniently(
         Err(e) => match &opts.project_name {
             Some(n) => Ok((n.clone(), None)),
             None => {
+                // A project up from this very file (its name may come from its `name:`, which
+                // an edit then broke) is found by its saved state.
+                if let Some(n) = saved_project_of(&opts) {
+                    return Ok((n, None));
+                }
                 let dir = opts
                     .cwd
                     .file_name()
@@ -48,6 +53,22 @@ pub(super) fn project_leniently(
             }
         },
     }
+}
+
+/// The project whose saved state says it was brought up from the project file `opts` selects.
+fn saved_project_of(opts: &config::LoadOptions) -> Option<String> {
+    let file = match &opts.file {
+        Some(f) => opts.cwd.join(f),
+        None => discover::find_project_file(&opts.cwd)?,
+    };
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    let projects = Home::from_env().root().join("projects");
+    std::fs::read_dir(projects).ok()?.flatten().find_map(|entry| {
+        let state = ProjectState::load(&entry.path().join("state.json")).ok()??;
+        (std::fs::canonicalize(&state.file).unwrap_or(state.file.clone()) == file)
+            .then(|| state.project.clone())
+            .filter(|p| !p.is_empty())
+    })
 }
 
 pub fn run(project: &ProjectArgs, args: &DownArgs) -> anyhow::Result<()> {

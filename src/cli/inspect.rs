@@ -151,6 +151,8 @@ mod tests {
                 destination: "/app".into(),
                 mode: "ro".into(),
             }],
+            health: None,
+            restart_count: 0,
         };
         let v = serde_json::to_value(inspected("p", &rec)).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

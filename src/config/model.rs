@@ -276,7 +276,7 @@ pub struct WatchRule {
     /// The command of a `sync+exec` rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<WatchExec>,
-    /// The signal of a `signal` rule, for example `SIGHUP`.
+    /// The signal of a `signal` rule: `SIGHUP` (the default), `HUP` or a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
     /// Compose's `initial_sync`; accepted.

@@ -105,13 +105,6 @@ pub(crate) fn validate(project: &Project, root: &Node, src: &Source) -> Vec<Diag
                     None,
                 );
             }
-            if w.action == WatchAction::Signal && w.signal.is_none() {
-                err(
-                    &at_w("action"),
-                    "a `signal` rule needs `signal`, for example `signal: SIGHUP`".into(),
-                    None,
-                );
-            }
             if w.action == WatchAction::Rebuild {
                 err(
                     &at_w("action"),

@@ -70,6 +70,8 @@ impl Engine {
             mounts: mount_records(svc, |name| {
                 volume_dir(&self.home, &req.project.name, name, &req.project.model)
             }),
+            health: None,
+            restart_count: 0,
         };
         record(&rec)?;
         self.events.emit(EventKind::Starting { service: req.service.to_owned() });

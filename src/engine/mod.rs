@@ -12,6 +12,7 @@ pub mod plan;
 mod reconcile;
 mod remove;
 mod restart;
+mod start;
 mod volumes;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::state::Home;
 pub use create::CreateRequest;
 pub use reconcile::Outcome;
 pub use remove::parse_signal;
+pub use start::{Readiness, Started};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -23,9 +23,11 @@ pub enum Action {
 }
 
 /// Hash of a service's effective config: the normalized service and the image digest it runs.
+/// Watch rules are left out: they change what the supervisor watches, not the container.
 pub fn config_hash(service: &Service, image_digest: &str) -> String {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(service).expect("a service serializes"));
+    let container = Service { watch: Vec::new(), ..service.clone() };
+    h.update(serde_json::to_vec(&container).expect("a service serializes"));
     h.update(b"\0");
     h.update(image_digest.as_bytes());
     format!("{:x}", h.finalize())
@@ -110,11 +112,30 @@ mod tests {
             endpoint: None,
             ports: vec![],
             mounts: vec![],
+            health: None,
+            restart_count: 0,
         }
     }
 
     fn graph() -> ServiceGraph {
         ServiceGraph::new([("db", vec![]), ("web", vec!["db"]), ("worker", vec!["db"])]).unwrap()
+    }
+
+    #[test]
+    fn watch_rules_do_not_change_the_config_hash_but_the_command_does() {
+        let load = |text: &str| {
+            let dir = std::path::Path::new("/nonexistent/p");
+            crate::config::load_str(&dir.join("devenv.yaml"), text, dir, Default::default(), None)
+                .unwrap()
+        };
+        let hash = |text: &str| config_hash(&load(text).model.services["a"], "sha256:1");
+        let plain = hash("services:\n  a:\n    image: busybox\n");
+        let watched = hash(
+            "services:\n  a:\n    image: busybox\n    watch:\n      - path: .\n        action: restart\n",
+        );
+        let other = hash("services:\n  a:\n    image: busybox\n    command: sleep 1\n");
+        assert_eq!(plain, watched);
+        assert_ne!(plain, other);
     }
 
     #[test]

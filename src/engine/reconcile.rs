@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use super::network::{hosts_text, mode, resolve_ports, rewrite_in_place, PortsByAddress};
 use super::plan::{config_hash, follow_shared_namespaces, plan, Action};
-use super::{CreateRequest, Engine, EngineError};
+use super::start::{Readiness, StartPlan};
+use super::{Engine, EngineError};
 use crate::config::forms::NetworkMode;
 use crate::config::Project;
 use crate::image::{ImageInfo, Reference};
@@ -36,6 +37,7 @@ impl Engine {
         wanted: &[String],
         state: &Mutex<ProjectState>,
         state_file: &Path,
+        readiness: &dyn Readiness,
     ) -> Result<Outcome, EngineError> {
         for name in wanted {
             if let Some(u) = project.unsupported.iter().find(|u| u.service.as_deref() == Some(name))
@@ -86,8 +88,9 @@ impl Engine {
                 }
             }
         }
-        let result = self
-            .converge(project, &actions, &images, &hashes, ports, bridged, fw_lock, state, &save);
+        let result = self.converge(
+            project, &actions, &images, &hashes, ports, bridged, fw_lock, state, &save, readiness,
+        );
         if result.is_err() && !had_network {
             // A first attempt that failed leaves no network behind either.
             let mut st = state.lock().expect("state lock");
@@ -115,6 +118,7 @@ impl Engine {
         fw_lock: Option<firewall::FirewallLock>,
         state: &Mutex<ProjectState>,
         save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
+        readiness: &dyn Readiness,
     ) -> Result<Outcome, EngineError> {
         let net = match bridged || state.lock().expect("state lock").network.is_some() {
             true => Some(self.ensure_network(project, state, save)?),
@@ -173,6 +177,7 @@ impl Engine {
                 &addresses,
                 state,
                 save,
+                readiness,
             );
             let firewall = firewall.join().expect("firewall thread");
             match (result, firewall) {
@@ -197,11 +202,12 @@ impl Engine {
         actions: &[Action],
         images: &BTreeMap<String, ImageInfo>,
         hashes: &BTreeMap<String, String>,
-        mut ports: BTreeMap<String, Vec<PortRecord>>,
+        ports: BTreeMap<String, Vec<PortRecord>>,
         net: Option<&NetworkRecord>,
         addresses: &BTreeMap<String, Ipv4Addr>,
         state: &Mutex<ProjectState>,
         save: &(dyn Fn(&ProjectState) -> Result<(), EngineError> + Sync),
+        readiness: &dyn Readiness,
     ) -> Result<Outcome, EngineError> {
         let mut outcome = Outcome::default();
         for a in actions {
@@ -224,69 +230,16 @@ impl Engine {
             }
         }
 
-        let mut created_now: Vec<String> = Vec::new();
-        let result = (|| {
-            for layer in project.graph.start_layers() {
-                let todo: Vec<&Action> = actions
-                    .iter()
-                    .filter(|a| matches!(a, Action::Create(s) | Action::Recreate(s) if layer.contains(s)))
-                    .collect();
-                let results: Vec<(String, Result<ContainerRecord, EngineError>)> =
-                    std::thread::scope(|scope| {
-                        let handles: Vec<_> = todo
-                            .iter()
-                            .map(|a| {
-                                let (Action::Create(s) | Action::Recreate(s)) = a else {
-                                    unreachable!()
-                                };
-                                let (join_pid, shared_endpoint) = joined(project, s, state);
-                                let req = CreateRequest {
-                                    project,
-                                    service: s,
-                                    image: &images[s.as_str()],
-                                    config_hash: hashes[s.as_str()].clone(),
-                                    join_pid,
-                                    shared_endpoint,
-                                    bridge: match (net, mode(project, s)) {
-                                        (Some(n), NetworkMode::Bridge) => {
-                                            addresses.get(s.as_str()).map(|a| (n, *a))
-                                        }
-                                        _ => None,
-                                    },
-                                    ports: ports.remove(s.as_str()).unwrap_or_default(),
-                                    addresses,
-                                };
-                                scope.spawn(move || {
-                                    let mut record = |rec: &ContainerRecord| {
-                                        let mut st = state.lock().expect("state lock");
-                                        st.containers.insert(rec.service.clone(), rec.clone());
-                                        save(&st)
-                                    };
-                                    (s.clone(), self.create(&req, &mut record))
-                                })
-                            })
-                            .collect();
-                        handles.into_iter().map(|h| h.join().expect("create thread")).collect()
-                    });
-                let mut first_error = None;
-                for (s, r) in results {
-                    match r {
-                        Ok(_) => created_now.push(s),
-                        Err(e) => {
-                            let mut st = state.lock().expect("state lock");
-                            st.containers.remove(&s);
-                            save(&st)?;
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                if let Some(e) = first_error {
-                    return Err(e);
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
+        let todo: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(s) | Action::Recreate(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        let plan = StartPlan { project, images, hashes, net, addresses, state, save, readiness };
+        let (created_now, error) = self.start_services(&plan, &todo, ports);
+        if let Some(e) = error {
             self.roll_back(project, net, &created_now, state, save)?;
             return Err(e);
         }
@@ -398,7 +351,7 @@ impl Engine {
 }
 
 /// For `network_mode: service:NAME`: the pid of NAME's container and its endpoint.
-fn joined(
+pub(super) fn joined(
     project: &Project,
     service: &str,
     state: &Mutex<ProjectState>,

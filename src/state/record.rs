@@ -127,10 +127,28 @@ pub struct ContainerRecord {
     pub ports: Vec<PortRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRecord>,
+    /// The healthcheck's status and last results, when the service has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
+    /// How many times the restart policy restarted it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A container's health, as `ps` and `inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    pub status: crate::health::Status,
+    pub failing_streak: u32,
+    /// The last results, oldest first.
+    pub log: Vec<crate::health::Probe>,
 }
 
 impl ContainerRecord {
-    /// Whether the recorded process still runs: same pid and same start time.
     /// The container's state in one word (`running`, `created`, `creating`, `exited`), checked
     /// against the kernel, and its exit code when devenv saw it.
     pub fn state(&self) -> (&'static str, Option<i32>) {
@@ -144,6 +162,7 @@ impl ContainerRecord {
         }
     }
 
+    /// Whether the recorded process still runs: same pid and same start time.
     pub fn is_running(&self) -> bool {
         match (self.pid, self.pid_start) {
             (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
@@ -234,6 +253,8 @@ mod tests {
                 endpoint: None,
                 ports: vec![],
                 mounts: vec![],
+                health: None,
+                restart_count: 0,
             },
         );
         s.save(&path).unwrap();

@@ -7,7 +7,7 @@
 pub mod protocol;
 mod serve;
 mod shared;
-// mod watching; (enabled once src/watch lands)
+mod watching;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -110,7 +110,7 @@ impl Supervisor {
             }
         };
 
-        // watching::spawn(me.clone());
+        watching::spawn(me.clone());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);

@@ -190,3 +190,51 @@ pub fn stream(
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request lines README.md documents for editor plugins.
+    #[test]
+    fn documented_requests_parse() {
+        let parse = |s: &str| serde_json::from_str::<Request>(s).unwrap();
+        assert!(
+            matches!(parse(r#"{"op":"reload"}"#), Request::Reload { services } if services.is_empty())
+        );
+        assert!(
+            matches!(parse(r#"{"op":"reload","services":["app"]}"#), Request::Reload { services } if services == ["app"])
+        );
+        assert!(
+            matches!(parse(r#"{"op":"restart","services":["app","web"]}"#), Request::Restart { services } if services.len() == 2)
+        );
+        assert!(matches!(parse(r#"{"op":"status"}"#), Request::Status));
+        assert!(matches!(parse(r#"{"op":"events"}"#), Request::Events));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"bogus"}"#).is_err());
+    }
+
+    #[test]
+    fn responses_are_one_flat_object() {
+        let ok = serde_json::to_string(&Response::ok("app restarted in 58 ms")).unwrap();
+        assert_eq!(ok, r#"{"status":"ok","message":"app restarted in 58 ms"}"#);
+        let report = StatusReport {
+            project: "p".into(),
+            watching: true,
+            services: vec![ServiceStatus {
+                service: "app".into(),
+                state: "running".into(),
+                exit_code: None,
+                pid: Some(4242),
+                ip_address: Some("10.89.0.3".into()),
+            }],
+            rules: vec![],
+        };
+        let status = Response::Ok { message: String::new(), report: Some(Box::new(report)) };
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(
+            json,
+            r#"{"status":"ok","message":"","report":{"project":"p","watching":true,"services":[{"service":"app","state":"running","pid":4242,"ip_address":"10.89.0.3"}],"rules":[]}}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), status);
+    }
+}

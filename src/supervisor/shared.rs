@@ -15,7 +15,6 @@ use crate::image::{pull, Reference};
 use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
 
 /// The project as last applied: what the watcher watches.
-#[allow(dead_code)] // `options` is for the watcher, which lands next
 pub(super) struct Applied {
     pub project: Project,
     pub wanted: Vec<String>,
@@ -110,7 +109,13 @@ impl Shared {
         if pull {
             self.pull_missing(&project, &wanted)?;
         }
-        let outcome = self.engine.reconcile(&project, &wanted, &self.state, &state_file);
+        let outcome = self.engine.reconcile(
+            &project,
+            &wanted,
+            &self.state,
+            &state_file,
+            &crate::engine::Started,
+        );
         let _ = self.state.lock().expect("state").save(&state_file);
         let outcome = outcome.map_err(|e| e.to_string())?;
         self.applied.send_replace(Some(Arc::new(Applied {

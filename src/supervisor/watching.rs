@@ -15,10 +15,7 @@ use super::shared::{Applied, Shared};
 use crate::events::EventKind;
 use crate::runtime::cp;
 use crate::runtime::exec::{exec_from_threads, ExecOptions};
-use crate::watch::debounce::{next_batch, Batch};
-use crate::watch::guard::LoopGuard;
-use crate::watch::watcher::Watcher;
-use crate::watch::{config_inputs, ServicePlan, WatchSet};
+use crate::watch::{config_inputs, next_batch, Batch, LoopGuard, ServicePlan, WatchSet, Watcher};
 
 /// Without `up --debounce`.
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -63,6 +60,13 @@ async fn run(me: Arc<Shared>) {
         };
         let Some(ws) = set.as_mut() else { continue };
         handle(&me, ws, &mut guard, &mut noted, batch).await;
+        // A rule path that did not exist is watched through its nearest existing ancestor:
+        // once it appears, it is watched itself.
+        if let Err(e) = watcher.set_roots(&ws.roots()) {
+            me.engine
+                .events
+                .emit(EventKind::Error { service: None, message: format!("cannot watch: {e}") });
+        }
     }
 }
 
@@ -104,8 +108,8 @@ fn publish_rules(me: &Shared, set: &WatchSet) {
         .map(|r| RuleStatus {
             service: r.service,
             rule: r.index,
-            path: r.path,
-            action: r.action,
+            path: r.path.display().to_string(),
+            action: r.action.to_owned(),
             paused: r.paused,
         })
         .collect();
@@ -217,7 +221,12 @@ fn act_on(me: &Shared, service: &str, plan: &ServicePlan) {
         let Some(pid) = pid else { return fail("is not running; command not run".into()) };
         let opts = ExecOptions {
             argv: exec.command.0.clone(),
-            env: exec.environment.0.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect(),
+            env: exec
+                .environment
+                .0
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect(),
             user: exec.user.clone(),
             workdir: exec.working_dir.clone(),
             ..Default::default()

@@ -23,9 +23,15 @@
 //! component at a time with `O_NOFOLLOW` ([`tree`]). The container may rename, swap or replace
 //! anything at any moment: the copy may then fail or copy the container's other files, but it
 //! cannot read or write a host file through the container's paths.
+//!
+//! Live-edit sync ([`sync_in`], in `sync.rs`) writes single paths into a container with the same
+//! machinery, creating parents and deleting what the host no longer has.
 
 pub(crate) mod resolve;
+mod sync;
 mod tree;
+
+pub use sync::sync_in;
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -62,6 +68,8 @@ pub enum CpError {
     SymlinkLoop { path: PathBuf },
     #[error("cannot copy {path}: only files, directories and symlinks can be copied")]
     Unsupported { path: PathBuf },
+    #[error("cannot sync to {path}: not an absolute container path with a name")]
+    SyncTarget { path: PathBuf },
     #[error("cannot {op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
 }

@@ -101,7 +101,7 @@ pub(crate) fn open_dir_for_read(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// The names in a directory, without `.` and `..`, sorted (a stable order for errors and tests).
-fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
     // Dir takes ownership of (and closes) the descriptor it reads, so give it its own.
     let own = openat(dir, c".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let mut d = Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(own)).map_err(nix_io)?;
