@@ -33,6 +33,7 @@
 #
 #   bench/watch.sh                                  # everything, 30 edits per scenario
 #   BENCH_EDITS=5 BENCH_ONLY=devenv bench/watch.sh  # quick, no dockerd
+#   BENCH_ONLY=compose bench/watch.sh               # the Compose rows alone
 #
 # Needs root. Installs busybox-static, skopeo and docker.io if missing. Builds the release
 # binary. Everything it makes (DEVENV_HOME, projects, dockerd) is under one temporary directory,
@@ -45,8 +46,9 @@ cd "$(dirname "$0")/.."
 edits="${BENCH_EDITS:-30}"
 pause="${BENCH_PAUSE:-0.4}"
 debounce="${BENCH_DEBOUNCE:-}" # empty: devenv's default (50ms)
-want_docker=true
+want_docker=true want_devenv=true
 [ "${BENCH_ONLY:-}" = devenv ] && want_docker=false
+[ "${BENCH_ONLY:-}" = compose ] && want_devenv=false
 compose_version=2.40.3
 
 log() { printf '%s\n' "$*" >&2; }
@@ -365,13 +367,14 @@ run_compose() { # $1 scenario
     compose_dirs+=("$dir")
     log "== Compose v2 watch: $(label "$s") (port $port)"
     # `watch` starts the services (`up`), then watches, in the foreground.
+    : >"$dir/watch.log"
     (cd "$dir" && exec "$compose_bin" -p "wbc-$s" watch) >"$dir/watch.log" 2>&1 &
     watch_pid=$!
     local ok=false
     for _ in $(seq 300); do
         kill -0 "$watch_pid" 2>/dev/null || break
         if grep -qi 'watch enabled' "$dir/watch.log" &&
-            curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+            curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null; then
             ok=true
             break
         fi
@@ -393,8 +396,10 @@ run_compose() { # $1 scenario
 
 # --- the measurements: devenv first (no dockerd running), then Compose ------------------------
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-for s in restart-busybox restart-python sync-busybox; do run_devenv "$s"; done
-run_devenv_port
+if $want_devenv; then
+    for s in restart-busybox restart-python sync-busybox; do run_devenv "$s"; done
+    run_devenv_port
+fi
 compose_note="not measured (BENCH_ONLY=devenv)"
 if $want_docker; then
     if start_dockerd; then
