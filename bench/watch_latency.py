@@ -44,12 +44,28 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+_source = 0
+
+
+def fresh_source():
+    """A loopback source address not used before in this run (127.100.0.1, 127.100.0.2, ...),
+    one per polling round. Connections from earlier rounds leave conntrack entries behind, some
+    DNATed to a container (unanswered SYNs stay for 120 s); a later connection that happened to
+    reuse one's source port would follow that stale mapping instead of the rules in force now,
+    and a port map just removed would still seem to work. A new source address per round makes
+    every connection a new conntrack entry."""
+    global _source
+    _source += 1
+    return f"127.{100 + _source // 65024}.{_source // 254 % 256}.{_source % 254 + 1}"
+
+
 def fetch(port, connect_timeout=0.05, read_timeout=2.0):
     """One GET / on 127.0.0.1:port; the whole response, or None if it failed. The connect
     timeout is short so that a dropped SYN (during a container's restart) costs one retry, not
     the kernel's 1 s retransmission; the read timeout is long so a slow server still answers."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        s.bind((fresh_source(), 0))
         s.settimeout(connect_timeout)
         s.connect(("127.0.0.1", port))
         s.settimeout(read_timeout)
@@ -99,6 +115,7 @@ def poll_until(port, token, t0, timeout_s, interval_s, poll=None):
     deadline = t0 + int(timeout_s * 1e9)
     sel = selectors.DefaultSelector()
     addr = ("127.0.0.1", port)
+    source = (fresh_source(), 0)
     next_start = 0
 
     def drop(sock):
@@ -113,6 +130,7 @@ def poll_until(port, token, t0, timeout_s, interval_s, poll=None):
                 poll.attempts += 1
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
+                sock.bind(source)
                 err = sock.connect_ex(addr)
                 if err in (0, errno.EINPROGRESS):
                     sel.register(sock, selectors.EVENT_WRITE, {"start": now, "connected": False, "buf": []})
@@ -168,10 +186,26 @@ def poll_until(port, token, t0, timeout_s, interval_s, poll=None):
         sel.close()
 
 
-def port_closed(port):
-    """True when 127.0.0.1:port does not serve (refused, reset, timed out)."""
-    resp = fetch(port, connect_timeout=0.2, read_timeout=0.5)
-    return resp is None or not resp.startswith(b"HTTP/1.")
+def port_refused(port, times=3):
+    """True when a connection to 127.0.0.1:port is refused `times` times in a row, 10 ms apart:
+    nothing is published there. A connection that times out (a SYN forwarded to a container
+    that does not answer yet) does not count: the port may still be published."""
+    for i in range(times):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((fresh_source(), 0))
+        s.settimeout(0.2)
+        try:
+            s.connect(("127.0.0.1", port))
+            return False
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return False
+        finally:
+            s.close()
+        if i + 1 < times:
+            time.sleep(0.01)
+    return True
 
 
 class Events:
@@ -276,6 +310,8 @@ def cmd_content(args):
             wall0 = time.time_ns()
             t0 = time.perf_counter_ns()
             write_file(args.file, data)
+            if args.poll_after:
+                events.wait_for(t0, lambda e: e.get("event") == args.poll_after, args.timeout)
             poll = Poll()
             t_served = poll_until(args.port, token.encode(), t0, args.timeout, args.interval, poll)
             # The action's event may come after the content is served (a restart is reported
@@ -307,15 +343,26 @@ def cmd_port(args):
     without = open(args.without_file).read()
     results = []
     failures = 0
+    anomalies = []
     total = args.warmup + args.edits
     is_reconciled = lambda e: e.get("event") == "reconciled"  # noqa: E731
     try:
-        if not port_closed(args.port):
-            raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} already answers before the edit")
         for i in range(total):
+            # Nothing may be published on the port before the edit that adds it.
+            if not port_refused(args.port):
+                msg = f"edit {i}: 127.0.0.1:{args.port} is not refused before the port map is added"
+                log(f"   {args.label}: {msg}; waiting for it to go")
+                anomalies.append(msg)
+                deadline = time.monotonic() + args.timeout
+                while not port_refused(args.port):
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} still not refused")
+                    time.sleep(0.05)
             wall0 = time.time_ns()
             t0 = time.perf_counter_ns()
             write_file(args.project_file, with_ports)
+            if args.poll_after:
+                events.wait_for(t0, lambda e: e.get("event") == args.poll_after, args.timeout)
             # The page the service serves is fixed; any 200 with it counts.
             poll = Poll()
             t_served = poll_until(args.port, args.token.encode(), t0, args.timeout, args.interval, poll)
@@ -339,23 +386,24 @@ def cmd_port(args):
             if events.wait_for(t1, is_reconciled, args.timeout) is None and events.proc is not None:
                 log(f"   {args.label} remove {i}: no reconciled event within {args.timeout} s")
             deadline = time.monotonic() + args.timeout
-            while not port_closed(args.port):
+            while not port_refused(args.port):
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} still answers {args.timeout} s "
+                    raise SystemExit(f"{args.label}: 127.0.0.1:{args.port} still published {args.timeout} s "
                                      "after the port map was removed")
                 time.sleep(0.01)
+            rec["removed_ms"] = (time.perf_counter_ns() - t1) / 1e6
             time.sleep(args.pause)
     finally:
         events.close()
-    save(args, results, failures)
+    save(args, results, failures, anomalies)
 
 
-def save(args, results, failures):
+def save(args, results, failures, anomalies=()):
     timed = [r for r in results if not r["warmup"]]
     samples = [r["ms"] for r in timed if r["ms"] is not None]
-    out = {"label": args.label, "tool": args.tool, "scenario": args.scenario, "edits": len(timed),
+    out = {"label": args.label, "tool": args.tool, "poll_after": args.poll_after, "scenario": args.scenario, "edits": len(timed),
            "failures": failures, "pause_ms": args.pause * 1000, "interval_ms": args.interval * 1000,
-           "samples_ms": samples, "records": results}
+           "samples_ms": samples, "anomalies": list(anomalies), "records": results}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     if samples:
@@ -455,6 +503,8 @@ def main():
         p.add_argument("--timeout", type=float, default=10.0, help="seconds an edit may take")
         p.add_argument("--events", help="shell command printing devenv's JSON event lines")
         p.add_argument("--out", required=True)
+        p.add_argument("--poll-after", metavar="EVENT",
+                       help="send no request until this event arrives (the latency is still from the write)")
         if name == "content":
             p.add_argument("--file", required=True, help="the page to edit")
             p.add_argument("--expect", help="the event an edit causes, waited for (up to 2 s)")
