@@ -5,13 +5,15 @@ Each timed edit takes its timestamps (time.perf_counter_ns for the latency, time
 line up with devenv's event times) immediately before the file is opened for writing, writes the
 file in place (truncate + write + close, as most editors save), then polls 127.0.0.1:PORT with
 raw HTTP/1.0 GETs, a new one every ~2 ms on its own non-blocking socket whatever became of the
-earlier ones, until the new content is served. The latency is from that timestamp to the end of
-the first response that carries the edit's unique token.
+earlier ones, until the new content is served; each polling round connects from a loopback
+source address of its own (see fresh_source). The latency is from that timestamp to the end of
+the first response that carries the edit's unique token. With --poll-after EVENT, no request is
+sent until devenv reports EVENT (the latency is still from the write).
 
   content  edit FILE (an HTML page) EDITS times; each edit writes a new token into it
   port     rewrite the project file with a `ports:` entry (timed: until 127.0.0.1:PORT serves),
-           then without it (untimed: until the supervisor reports the reconcile and the port no
-           longer answers), EDITS times
+           then without it (untimed: until the supervisor reports the reconcile and connections
+           to the port are refused), EDITS times
   report   the Markdown tables of a set of result files
 
 With --events CMD (a shell command printing devenv's JSON event lines, `devenv events --format
@@ -57,30 +59,6 @@ def fresh_source():
     global _source
     _source += 1
     return f"127.{100 + _source // 65024}.{_source // 254 % 256}.{_source % 254 + 1}"
-
-
-def fetch(port, connect_timeout=0.05, read_timeout=2.0):
-    """One GET / on 127.0.0.1:port; the whole response, or None if it failed. The connect
-    timeout is short so that a dropped SYN (during a container's restart) costs one retry, not
-    the kernel's 1 s retransmission; the read timeout is long so a slow server still answers."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((fresh_source(), 0))
-        s.settimeout(connect_timeout)
-        s.connect(("127.0.0.1", port))
-        s.settimeout(read_timeout)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        s.close()
 
 
 def served(resp, token):
