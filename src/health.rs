@@ -4,9 +4,10 @@
 //! Running the check inside the container is the supervisor's part.
 //!
 //! One addition to Docker's schedule, so that waiting for a dependency adds no fixed delay:
-//! until its first success a check also runs early, as soon as the container starts and then
-//! after 50, 100, 200... ms up to the regular period. Those early probes can only make the
-//! service healthy sooner; their failures are not counted.
+//! until its first success a check runs often, as soon as the container starts and then 50,
+//! 100, 200 ms and every 250 ms after the previous one ends (never less often than Docker
+//! would). Those extra probes can only make the service healthy sooner: a failure counts
+//! towards `retries` only when a regular period has passed since the last one that counted.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ const LOG_LENGTH: usize = 5;
 /// Output kept per result (Docker keeps 4 KiB).
 pub const OUTPUT_LIMIT: usize = 4096;
 const FIRST_EARLY_PROBE: Duration = Duration::from_millis(50);
+/// The longest gap between probes until the first success.
+const EARLY_PROBE_CAP: Duration = Duration::from_millis(250);
 
 /// A service's effective healthcheck.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +138,10 @@ pub struct Tracker {
     pub failing_streak: u32,
     pub log: VecDeque<Probe>,
     started: Instant,
-    early: u32,
+    /// Probes run so far.
+    probes: u32,
+    /// When a failure last counted (the start, before any).
+    last_counted: Instant,
 }
 
 impl Tracker {
@@ -145,14 +151,15 @@ impl Tracker {
             failing_streak: 0,
             log: VecDeque::new(),
             started,
-            early: 0,
+            probes: 0,
+            last_counted: started,
         }
     }
 
     /// Records a result; returns the new status when it changed.
     pub fn record(&mut self, check: &Check, probe: Probe, now: Instant) -> Option<Status> {
         let passed = probe.exit_code == 0;
-        let early = self.is_early(check);
+        self.probes += 1;
         if self.log.len() == LOG_LENGTH {
             self.log.pop_front();
         }
@@ -163,9 +170,13 @@ impl Tracker {
             self.status = Status::Healthy;
         } else {
             let in_start_period = now.duration_since(self.started) < check.start_period;
-            // Docker: failures in the start period do not count until a check has passed.
-            let forgiven = early || (in_start_period && self.status == Status::Starting);
-            if !forgiven {
+            // Docker: failures in the start period do not count until a check has passed, and
+            // checks run every `interval`. Ours run more often until the first success: one
+            // failure an `interval` counts, the first an `interval` after the start.
+            let starting = self.status == Status::Starting;
+            let too_soon = starting && now.duration_since(self.last_counted) < check.interval;
+            if !(too_soon || in_start_period && starting) {
+                self.last_counted = now;
                 self.failing_streak += 1;
                 if self.failing_streak >= check.retries {
                     self.status = Status::Unhealthy;
@@ -175,28 +186,18 @@ impl Tracker {
         (self.status != before).then_some(self.status)
     }
 
-    /// How long to wait before the next check.
-    pub fn next_delay(&mut self, check: &Check, now: Instant) -> Duration {
-        if self.is_early(check) {
-            let delay = FIRST_EARLY_PROBE.saturating_mul(1 << self.early.min(16));
-            self.early += 1;
-            return delay.min(self.period(check, now));
+    /// How long to wait before the next check (from the end of the last one): the early
+    /// schedule until the first success (never slower than `start_interval`), then `interval`.
+    pub fn next_delay(&self, check: &Check) -> Duration {
+        if self.status != Status::Starting {
+            return check.interval;
         }
-        self.period(check, now)
-    }
-
-    fn is_early(&self, check: &Check) -> bool {
-        self.status == Status::Starting
-            && FIRST_EARLY_PROBE.saturating_mul(1 << self.early.min(16)) < check.start_interval
-    }
-
-    /// `start_interval` until the first success (within the start period, or before any
-    /// success at all), `interval` afterwards.
-    fn period(&self, check: &Check, now: Instant) -> Duration {
-        let in_start_period = now.duration_since(self.started) < check.start_period;
-        match self.status {
-            Status::Starting if in_start_period || self.failing_streak == 0 => check.start_interval,
-            _ => check.interval,
+        match self.probes {
+            0 => Duration::ZERO,
+            n => FIRST_EARLY_PROBE
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(EARLY_PROBE_CAP)
+                .min(check.start_interval),
         }
     }
 }
@@ -244,27 +245,34 @@ mod tests {
     }
 
     #[test]
-    fn early_probes_ramp_up_and_their_failures_do_not_count() {
+    fn early_probes_ramp_up_and_only_one_failure_a_period_counts() {
         let check = Check {
             argv: vec!["x".into()],
-            interval: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
-            retries: 1,
+            retries: 2,
             start_period: Duration::ZERO,
             start_interval: Duration::from_secs(1),
         };
         let t0 = Instant::now();
         let mut t = Tracker::new(t0);
+        let mut now = t0;
         let mut delays = Vec::new();
-        for _ in 0..5 {
-            assert_eq!(t.record(&check, probe(1), t0), None, "an early failure is not counted");
-            delays.push(t.next_delay(&check, t0).as_millis());
+        for _ in 0..8 {
+            let d = t.next_delay(&check);
+            delays.push(d.as_millis());
+            now += d;
+            assert_eq!(t.record(&check, probe(1), now), None);
         }
-        assert_eq!(delays, [50, 100, 200, 400, 800]);
-        // Now at the regular pace: one failure with retries 1 is unhealthy.
-        assert_eq!(t.record(&check, probe(1), t0), Some(Status::Unhealthy));
-        assert_eq!(t.record(&check, probe(0), t0), Some(Status::Healthy));
-        assert_eq!(t.next_delay(&check, t0), Duration::from_secs(10));
+        assert_eq!(delays, [0, 50, 100, 200, 250, 250, 250, 250]);
+        // 1.35 s in: one failure counted, at 1.1 s, the first a whole period after the start.
+        assert_eq!(t.failing_streak, 1);
+        now += Duration::from_millis(250);
+        assert_eq!(t.record(&check, probe(1), now), None, "half a period after the last");
+        now += Duration::from_millis(500);
+        assert_eq!(t.record(&check, probe(1), now), Some(Status::Unhealthy));
+        assert_eq!(t.record(&check, probe(0), now), Some(Status::Healthy));
+        assert_eq!(t.next_delay(&check), Duration::from_secs(1));
     }
 
     #[test]
@@ -291,8 +299,10 @@ mod tests {
         assert_eq!(t.record(&check, probe(1), t0), Some(Status::Unhealthy));
         let late = t0 + Duration::from_secs(61);
         let mut t = Tracker::new(t0);
+        let ms = Duration::from_millis;
         t.record(&check, probe(1), late);
-        t.record(&check, probe(1), late);
-        assert_eq!(t.record(&check, probe(1), late), Some(Status::Unhealthy));
+        assert_eq!(t.record(&check, probe(1), late + ms(5)), None, "within a period: not counted");
+        t.record(&check, probe(1), late + ms(10));
+        assert_eq!(t.record(&check, probe(1), late + ms(20)), Some(Status::Unhealthy));
     }
 }

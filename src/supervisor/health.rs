@@ -114,7 +114,7 @@ async fn probe(me: &Shared, service: &str, pid: i32, check: &Check) {
         return;
     }
     loop {
-        tokio::time::sleep(tracker.next_delay(check, Instant::now())).await;
+        tokio::time::sleep(tracker.next_delay(check)).await;
         let live = me
             .state
             .lock()
