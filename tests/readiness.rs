@@ -106,7 +106,13 @@ fn a_healthy_redis_gates_its_dependent_and_up_wait_returns_once_healthy() {
     env.write("devenv.yaml", &format!("services:\n{redis}{app}"));
     env.ok(&["up", "-d"]);
     // app started only once redis was healthy, so its very first ping was answered.
-    let first = env.ok(&["exec", "app", "cat", "/tmp/first"]);
+    // `up -d` returns once app's process runs; its first ping follows.
+    let mut first = String::new();
+    eventually(5, "app's first ping", || {
+        let out = env.run(&["exec", "app", "cat", "/tmp/first"]);
+        first = String::from_utf8_lossy(&out.stdout).into_owned();
+        first.ends_with('\n')
+    });
     assert_eq!(first.trim(), "PONG", "app's first ping");
     let table = env.ok(&["ps"]);
     let line = table.lines().find(|l| l.starts_with("redis ")).unwrap_or_else(|| panic!("{table}"));
@@ -233,6 +239,10 @@ fn a_one_shot_dependency_completes_first_and_is_not_rerun_by_edits() {
     env.write("devenv.yaml", &migrate_web(0, 1));
     env.ok(&["up", "-d"]);
     let read = |f: &str| std::fs::read_to_string(env.path(&format!("shared/{f}"))).unwrap();
+    // `up -d` returns once web's process runs; its first lines follow.
+    eventually(5, "web's first lines", || {
+        std::fs::read_to_string(env.path("shared/web")).is_ok_and(|t| t.ends_with('\n'))
+    });
     assert_eq!(read("web").trim(), "yes", "web found migrate's file at its start");
     let (ok_at, web_at) = (uptime_ms(&read("ok")), uptime_ms(&read("web_at")));
     assert!(web_at >= ok_at, "web started at {web_at} ms, before migrate finished at {ok_at} ms");
@@ -298,10 +308,22 @@ fn restart_policies_back_off_and_stop_after_max_retries() {
     );
     env.ok(&["up", "-d"]);
     let runs = || std::fs::read_to_string(env.path("data/runs")).unwrap_or_default();
-    eventually(10, "crash to give up", || {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
         let r = row(&env, "crash");
-        r["state"] == "exited (3)" && r["restart_count"] == 3
-    });
+        if r["state"] == "exited (3)" && r["restart_count"] == 3 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = env.home.path().join("run").join(&env.project).join("supervisor.log");
+            panic!(
+                "crash did not give up: {r}\nruns:\n{}\nsupervisor log:\n{}",
+                runs(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Nothing more comes: the policy gave up.
     std::thread::sleep(Duration::from_millis(1200));
     let text = runs();
@@ -612,4 +634,82 @@ fn down_right_after_a_save_of_the_project_file_leaves_nothing() {
         );
         env.assert_clean();
     }
+}
+
+/// A dependency that exits once at start and is restarted by its policy before it is healthy.
+fn flaky_db_and_web() -> &'static str {
+    r#"  db:
+    image: busybox
+    network_mode: none
+    restart: on-failure
+    volumes: ["./data:/data"]
+    command: [sh, -c, "if [ ! -f /data/once ]; then touch /data/once; exit 1; fi; exec sleep 1000"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+  web:
+    image: busybox
+    network_mode: none
+    command: [sleep, "1000"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+}
+
+/// Product bug: the reaper records the exit and wakes the waiting dependents
+/// (src/supervisor/shared.rs `reap`: `notify_ready` before `on_exit`) before the restart policy
+/// marks the container `restarting`, so `Readiness::wait_for` sees `exited` and fails `up`
+/// ("\"db\" exited (code 1) before it was healthy") though db is restarted and healthy a moment
+/// later. Docker Compose keeps waiting for a container its restart policy restarts.
+#[test]
+#[ignore = "product bug: a dependency restarted by its policy fails up (reaper wakes waiters first)"]
+fn a_dependency_restarted_by_its_policy_before_it_is_healthy_is_waited_for() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("flaky-first").with_images(&[(Fixture::Busybox, "busybox")]);
+    env.write("data/.keep", "");
+    env.write("devenv.yaml", &format!("services:\n{}", flaky_db_and_web()));
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.service("web").0, "running");
+    assert_eq!(row(&env, "db")["restart_count"], 1);
+    down_clean(&env);
+}
+
+/// Product bug: in a reconcile other than the first (`up -d` again, a saved project file), the
+/// reconcile holds the supervisor's operation lock while a new service waits for its dependency
+/// to be healthy, and a restart by policy waits for that same lock
+/// (src/supervisor/policy.rs `on_exit`: `me.op.lock().await`): the dependency stays
+/// `restarting (1)` and `up -d` never returns (until `down`).
+#[test]
+#[ignore = "product bug: a live reconcile waiting on a dependency its policy restarts hangs"]
+fn a_live_reconcile_waits_for_a_dependency_its_policy_restarts() {
+    if !root() {
+        return;
+    }
+    let env = DevEnv::new("flaky-live").with_images(&[(Fixture::Busybox, "busybox")]);
+    env.write("data/.keep", "");
+    let z = "services:\n  z:\n    image: busybox\n    network_mode: none\n    command: [sleep, \"1000\"]\n";
+    env.write("devenv.yaml", z);
+    env.ok(&["up", "-d", "--no-watch"]);
+    env.write("devenv.yaml", &format!("{z}{}", flaky_db_and_web()));
+    let mut up = env.command(&["up", "-d", "--no-watch"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = up.kill();
+            let _ = up.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let db = env.ps().into_iter().find(|r| r["service"] == "db");
+    assert!(status.is_some(), "up -d still waiting after 8 s; db: {db:?}");
+    assert!(status.unwrap().success(), "up -d failed; db: {db:?}");
+    assert_eq!(env.service("web").0, "running");
+    down_clean(&env);
 }
