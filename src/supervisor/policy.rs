@@ -88,20 +88,26 @@ impl Shared {
 
     fn restart_by_policy(&self, service: &str) {
         let file = self.home.state_file(&self.name.lock().expect("name"));
-        match self.engine.restart(service, &self.state, &file) {
-            Ok(_) => {
-                let mut st = self.state.lock().expect("state");
-                if let Some(rec) = st.containers.get_mut(service) {
-                    rec.restart_count += 1;
-                }
-                let _ = st.save(&file);
-                drop(st);
-                self.restart_dependents(service);
+        // Counted before the restart, which copies the record: the new process may exit, and be
+        // reaped and judged by the policy, before `restart` returns, and must be judged with
+        // this restart counted (`on-failure:3` restarted a fast crash a fourth time).
+        let count = |delta: i32| {
+            let mut st = self.state.lock().expect("state");
+            if let Some(rec) = st.containers.get_mut(service) {
+                rec.restart_count = rec.restart_count.saturating_add_signed(delta);
             }
-            Err(e) => self.engine.events.emit(EventKind::Error {
-                service: Some(service.to_owned()),
-                message: format!("restart policy: {e}"),
-            }),
+            let _ = st.save(&file);
+        };
+        count(1);
+        match self.engine.restart(service, &self.state, &file) {
+            Ok(_) => self.restart_dependents(service),
+            Err(e) => {
+                count(-1);
+                self.engine.events.emit(EventKind::Error {
+                    service: Some(service.to_owned()),
+                    message: format!("restart policy: {e}"),
+                })
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,11 @@ async fn handle(
     let mut plan = set.plan(&batch.paths);
     if plan.reconcile {
         let _g = me.op.lock().await;
+        // `down` took (or is taking) the project away while this batch waited for the lock:
+        // applying the file now would start its containers again, with no supervisor left.
+        if me.aborting.load(Ordering::Relaxed) {
+            return;
+        }
         let m = me.clone();
         // Its outcome (or the invalid file's error, the running project left as it was) is
         // published as an event by `reconcile`.
@@ -188,6 +194,9 @@ async fn handle(
         services.iter().flat_map(|(s, sp)| sp.rules.iter().map(|r| (s.clone(), *r))).collect();
     {
         let _g = me.op.lock().await;
+        if me.aborting.load(Ordering::Relaxed) {
+            return;
+        }
         let m = me.clone();
         let _ = tokio::task::spawn_blocking(move || act(&m, &services)).await;
     }
