@@ -131,6 +131,14 @@ pub struct Probe {
     pub output: String,
 }
 
+/// `; last check exited 1: its output`, for errors about an unhealthy service.
+pub fn last_check_text(p: &Probe) -> String {
+    match p.output.trim_end() {
+        "" => format!("; last check exited {} with no output", p.exit_code),
+        out => format!("; last check exited {}: {out}", p.exit_code),
+    }
+}
+
 /// The health of one container.
 #[derive(Debug, Clone)]
 pub struct Tracker {

@@ -663,7 +663,6 @@ fn flaky_db_and_web() -> &'static str {
 /// ("\"db\" exited (code 1) before it was healthy") though db is restarted and healthy a moment
 /// later. Docker Compose keeps waiting for a container its restart policy restarts.
 #[test]
-#[ignore = "product bug: a dependency restarted by its policy fails up (reaper wakes waiters first)"]
 fn a_dependency_restarted_by_its_policy_before_it_is_healthy_is_waited_for() {
     if !root() {
         return;
@@ -683,7 +682,6 @@ fn a_dependency_restarted_by_its_policy_before_it_is_healthy_is_waited_for() {
 /// (src/supervisor/policy.rs `on_exit`: `me.op.lock().await`): the dependency stays
 /// `restarting (1)` and `up -d` never returns (until `down`).
 #[test]
-#[ignore = "product bug: a live reconcile waiting on a dependency its policy restarts hangs"]
 fn a_live_reconcile_waits_for_a_dependency_its_policy_restarts() {
     if !root() {
         return;

@@ -42,9 +42,9 @@ pub(super) fn wait_ready(
                 (ContainerStatus::Running, true) => match health.map(|h| h.status) {
                     Some(Status::Healthy) => {}
                     Some(Status::Unhealthy) => {
-                        let last = health.and_then(|h| h.log.last()).map_or(String::new(), |p| {
-                            format!("; last check exited {}: {}", p.exit_code, p.output.trim_end())
-                        });
+                        let last = health
+                            .and_then(|h| h.log.last())
+                            .map_or(String::new(), crate::health::last_check_text);
                         bail!("service \"{service}\" is unhealthy{last}");
                     }
                     _ => waiting.push(format!("{service} (starting)")),

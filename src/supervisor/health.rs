@@ -184,6 +184,20 @@ const RECHECK: Duration = Duration::from_millis(50);
 impl Readiness for Shared {
     fn wait_for(&self, service: &str, condition: Condition) -> Result<(), String> {
         let has_check = condition == Condition::ServiceHealthy && self.check_of(service).is_some();
+        self.readiness_waiters.fetch_add(1, Ordering::Relaxed);
+        let answer = self.wait_ready(service, condition, has_check);
+        self.readiness_waiters.fetch_sub(1, Ordering::Relaxed);
+        answer
+    }
+}
+
+impl Shared {
+    fn wait_ready(
+        &self,
+        service: &str,
+        condition: Condition,
+        has_check: bool,
+    ) -> Result<(), String> {
         loop {
             if self.aborting.load(Ordering::Relaxed) {
                 return Err("the project is being taken down".into());
@@ -242,9 +256,8 @@ impl Shared {
                     Status::Healthy => Some(Ok(())),
                     Status::Starting => None,
                     Status::Unhealthy => {
-                        let last = health.log.last().map_or(String::new(), |p| {
-                            format!("; last check exited {}: {}", p.exit_code, p.output.trim_end())
-                        });
+                        let last =
+                            health.log.last().map_or(String::new(), crate::health::last_check_text);
                         Some(Err(format!("\"{service}\" is unhealthy{last}")))
                     }
                 }

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::shared::Shared;
 use crate::config::forms::RestartPolicy;
+use crate::config::Project;
 use crate::events::EventKind;
-use crate::state::ContainerStatus;
+use crate::state::{ContainerRecord, ContainerStatus};
 
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(10);
@@ -37,40 +38,53 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Shared {
-    /// Called for each container the reaper found exited: schedules its restart if its policy
-    /// asks for one.
-    pub fn on_exit(self: &Arc<Shared>, service: &str, code: Option<i32>) {
+    /// Called, with the state locked, for each container the reaper found exited: when its
+    /// policy restarts it, marks it `restarting` at once (so that nobody waiting for it takes
+    /// the exit as final) and returns the backoff attempt to schedule.
+    pub fn plan_restart(
+        &self,
+        project: Option<&Project>,
+        rec: &mut ContainerRecord,
+        code: Option<i32>,
+    ) -> Option<u32> {
         if self.aborting.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
-        let Some(project) = self.project.lock().expect("project").clone() else { return };
-        let policy = project.model.services.get(service).and_then(|s| s.restart);
-        let (id, attempt) = {
-            let mut st = self.state.lock().expect("state");
-            let Some(rec) = st.containers.get_mut(service) else { return };
-            if !wants_restart(policy.as_ref(), code, rec.restart_count) {
-                return;
-            }
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-            let ran = Duration::from_secs(now.saturating_sub(rec.started_at.unwrap_or(now)));
-            let mut backoff = self.backoff.lock().expect("backoff");
-            let attempt = backoff.entry(service.to_owned()).or_insert(0);
-            if ran >= RESET_AFTER {
-                *attempt = 0;
-            }
-            let this = *attempt;
-            *attempt += 1;
-            rec.status = ContainerStatus::Restarting;
-            let id = rec.id.clone();
-            let _ = st.save(&self.home.state_file(&st.project));
-            (id, this)
-        };
+        let policy = project?.model.services.get(&rec.service).and_then(|s| s.restart);
+        if !wants_restart(policy.as_ref(), code, rec.restart_count) {
+            return None;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let ran = Duration::from_secs(now.saturating_sub(rec.started_at.unwrap_or(now)));
+        let mut backoff = self.backoff.lock().expect("backoff");
+        let attempt = backoff.entry(rec.service.clone()).or_insert(0);
+        if ran >= RESET_AFTER {
+            *attempt = 0;
+        }
+        let this = *attempt;
+        *attempt += 1;
+        rec.status = ContainerStatus::Restarting;
+        Some(this)
+    }
+
+    /// Restarts container `id` of `service` after the backoff of `attempt`, unless a reconcile
+    /// or `down` changed it meanwhile.
+    pub fn schedule_restart(self: &Arc<Shared>, service: String, id: String, attempt: u32) {
         let me = self.clone();
-        let service = service.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(backoff(attempt)).await;
-            let _g = me.op.lock().await;
-            // A reconcile or `down` in between decided otherwise.
+            // The operations lock keeps this from racing a reconcile or `down`. A reconcile that
+            // holds it while it waits for a dependency to be ready may be waiting for this very
+            // service: then the restart goes ahead without it (it touches only this container).
+            let _guard = loop {
+                if let Ok(g) = me.op.try_lock() {
+                    break Some(g);
+                }
+                if me.readiness_waiters.load(Ordering::Relaxed) > 0 {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
             let same = me
                 .state
                 .lock()

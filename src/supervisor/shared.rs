@@ -3,7 +3,7 @@
 //! one at a time under `op`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
@@ -49,6 +49,8 @@ pub(super) struct Shared {
     pub backoff: Mutex<BTreeMap<String, u32>>,
     /// The container processes (pids) whose healthcheck loop runs.
     pub probing: Mutex<HashSet<i32>>,
+    /// How many threads wait in `Readiness::wait_for` (holding up a reconcile).
+    pub readiness_waiters: AtomicUsize,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             aborting: AtomicBool::new(false),
             backoff: Mutex::new(BTreeMap::new()),
             probing: Mutex::new(HashSet::new()),
+            readiness_waiters: AtomicUsize::new(0),
         })
     }
 
@@ -249,6 +252,8 @@ impl Shared {
     /// Records the exit status of every container process that has ended.
     pub fn reap(self: &Arc<Self>) {
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let config = self.project.lock().expect("project").clone();
+        let mut restarts = Vec::new();
         let mut st = self.state.lock().expect("state");
         let project = st.project.clone();
         let mut exited = Vec::new();
@@ -269,6 +274,9 @@ impl Shared {
                 let cgroup = crate::runtime::cgroups_path(&project, &rec.id);
                 rec.oom_killed = crate::runtime::oom_killed(&cgroup);
                 exited.push((rec.service.clone(), code));
+                if let Some(attempt) = self.plan_restart(config.as_deref(), rec, code) {
+                    restarts.push((rec.service.clone(), rec.id.clone(), attempt));
+                }
             }
         }
         if !exited.is_empty() {
@@ -277,8 +285,10 @@ impl Shared {
             self.notify_ready();
         }
         for (service, code) in exited {
-            self.engine.events.emit(EventKind::Exited { service: service.clone(), code });
-            self.on_exit(&service, code);
+            self.engine.events.emit(EventKind::Exited { service, code });
+        }
+        for (service, id, attempt) in restarts {
+            self.schedule_restart(service, id, attempt);
         }
     }
 
@@ -287,6 +297,8 @@ impl Shared {
     pub fn housekeeping(self: &Arc<Self>) {
         // SIGCHLDs coalesce; a periodic reap catches any exit whose signal merged with another.
         self.reap();
+        let config = self.project.lock().expect("project").clone();
+        let mut restarts = Vec::new();
         let mut st = self.state.lock().expect("state");
         let project = st.project.clone();
         let mut exited = Vec::new();
@@ -302,6 +314,9 @@ impl Shared {
             if rec.status == ContainerStatus::Running && !rec.is_running() && !ours {
                 rec.status = ContainerStatus::Exited { code: None };
                 exited.push(rec.service.clone());
+                if let Some(attempt) = self.plan_restart(config.as_deref(), rec, None) {
+                    restarts.push((rec.service.clone(), rec.id.clone(), attempt));
+                }
             }
             let _ = crate::logs::rotate_if_large(&self.home.log_file(&project, &rec.service));
         }
@@ -311,8 +326,10 @@ impl Shared {
             self.notify_ready();
         }
         for service in exited {
-            self.engine.events.emit(EventKind::Exited { service: service.clone(), code: None });
-            self.on_exit(&service, None);
+            self.engine.events.emit(EventKind::Exited { service, code: None });
+        }
+        for (service, id, attempt) in restarts {
+            self.schedule_restart(service, id, attempt);
         }
     }
 
