@@ -139,7 +139,15 @@ impl Engine {
         };
         self.stop(&rec);
         let rt = |source| EngineError::Runtime { service: service.clone(), source };
-        if let Err(e) = self.runtime.delete(&rec.id, true).map_err(rt) {
+        // The runtime's container and the old veth are independent: both go at once (each is
+        // a process or a netlink round trip of several ms, on the path of every restart).
+        let own_veth = rec.endpoint.as_ref().filter(|ep| !ep.veth.is_empty() && net.is_some());
+        let (deleted, detached) = std::thread::scope(|scope| {
+            let detach = own_veth.map(|ep| scope.spawn(|| self.detach_endpoint(ep)));
+            let deleted = self.runtime.delete(&rec.id, true).map_err(rt);
+            (deleted, detach.map(|t| t.join().expect("detach thread")))
+        });
+        if let Err(e) = deleted.and(detached.unwrap_or(Ok(()))) {
             return Err(fail(&mut rec, e));
         }
         // A container sharing another's namespace joins it by pid, which may be new.
@@ -156,12 +164,7 @@ impl Engine {
             }
         }
         let bridge = match (&rec.endpoint, net) {
-            (Some(ep), Some(net)) if !ep.veth.is_empty() => {
-                if let Err(e) = self.detach_endpoint(ep) {
-                    return Err(fail(&mut rec, e));
-                }
-                Some((net, ep.ip_address))
-            }
+            (Some(ep), Some(net)) if !ep.veth.is_empty() => Some((net, ep.ip_address)),
             _ => None,
         };
         let loopback_only = rec.network_mode == "none";
