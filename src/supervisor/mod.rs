@@ -90,17 +90,41 @@ impl Supervisor {
         });
         let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let first = {
+        let mut first = {
             let me = me.clone();
             let project = self.project.clone();
             tokio::task::spawn_blocking(move || me.reconcile(Some(&project), true, false))
-                .await
-                .expect("reconcile task")
         };
+        // Ctrl-C or SIGTERM during the first reconcile (which may wait long for a dependency
+        // to be ready): the waits give up, and whatever the attempt made is removed.
+        let mut interrupted = false;
+        let first = tokio::select! {
+            r = &mut first => r,
+            _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
+                interrupted = true;
+                me.aborting.store(true, std::sync::atomic::Ordering::Relaxed);
+                me.notify_ready();
+                first.await
+            }
+        }
+        .expect("reconcile task");
+        if interrupted {
+            if !me.name.lock().expect("name").is_empty() {
+                let m = me.clone();
+                tokio::task::spawn_blocking(move || m.down_blocking(false))
+                    .await
+                    .expect("down task");
+            }
+            ready(Err("interrupted while starting; everything it started was removed".into()));
+            return Exit::Failed;
+        }
         let name = me.name.lock().expect("name").clone();
         let listener = match first {
             Ok(outcome) => match bind(&self.home, &name) {
                 Ok(l) => {
+                    // `up` returns once the files are watched: an edit right after counts.
+                    watching::spawn(me.clone());
+                    me.watcher_caught_up().await;
                     ready(Ok(summary(&outcome)));
                     l
                 }
@@ -123,7 +147,6 @@ impl Supervisor {
             }
         };
 
-        watching::spawn(me.clone());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Exit>(1);

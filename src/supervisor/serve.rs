@@ -45,18 +45,22 @@ pub(super) async fn serve(
         }
         Request::Events => return stream_events(&me, lines, write).await,
         Request::Reconcile { project } => {
-            blocking(Box::new(move |m| match m.reconcile(Some(&project), false, false) {
+            let r = blocking(Box::new(move |m| match m.reconcile(Some(&project), false, false) {
                 Ok(o) => Response::ok(summary(&o)),
                 Err(message) => Response::Error { message },
             }))
-            .await
+            .await;
+            me.watcher_caught_up().await;
+            r
         }
         Request::Reload { services } => {
-            blocking(Box::new(move |m| match m.reload(&services) {
+            let r = blocking(Box::new(move |m| match m.reload(&services) {
                 Ok(message) => Response::ok(message),
                 Err(message) => Response::Error { message },
             }))
-            .await
+            .await;
+            me.watcher_caught_up().await;
+            r
         }
         Request::Restart { services } if services.is_empty() => {
             Response::Error { message: "restart: name at least one service".into() }

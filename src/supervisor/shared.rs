@@ -3,7 +3,7 @@
 //! one at a time under `op`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
@@ -17,6 +17,8 @@ use crate::state::{process_start_time, ContainerStatus, Home, ProjectState};
 
 /// The project as last applied: what the watcher watches.
 pub(super) struct Applied {
+    /// Counts the reconciles applied; the watcher says which one it watches for.
+    pub generation: u64,
     pub project: Arc<Project>,
     pub wanted: Vec<String>,
     pub options: LoadOptions,
@@ -51,6 +53,9 @@ pub(super) struct Shared {
     pub probing: Mutex<HashSet<i32>>,
     /// How many threads wait in `Readiness::wait_for` (holding up a reconcile).
     pub readiness_waiters: AtomicUsize,
+    /// The generation of the last `Applied`, and the one whose files the watcher watches.
+    pub applied_generation: AtomicU64,
+    pub watched_generation: AtomicU64,
 }
 
 impl Shared {
@@ -72,6 +77,8 @@ impl Shared {
             backoff: Mutex::new(BTreeMap::new()),
             probing: Mutex::new(HashSet::new()),
             readiness_waiters: AtomicUsize::new(0),
+            applied_generation: AtomicU64::new(0),
+            watched_generation: AtomicU64::new(0),
         })
     }
 
@@ -143,7 +150,9 @@ impl Shared {
             self.engine.reconcile(&project, &wanted, &self.state, &state_file, self, pull);
         let _ = self.state.lock().expect("state").save(&state_file);
         let outcome = outcome.map_err(|e| e.to_string())?;
+        let generation = self.applied_generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.applied.send_replace(Some(Arc::new(Applied {
+            generation,
             project,
             wanted,
             options: pref.options.clone(),
@@ -234,6 +243,19 @@ impl Shared {
             message.push_str(&format!("; {s} restarted in {ms} ms"));
         }
         Ok(message)
+    }
+
+    /// Waits (a second at most) until the watcher watches what the last reconcile applied, so
+    /// that `up` and `reload` return with their edits' successors already seen.
+    pub async fn watcher_caught_up(&self) {
+        let target = self.applied_generation.load(Ordering::Relaxed);
+        for _ in 0..500 {
+            if self.watched_generation.load(Ordering::Relaxed) >= target {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        tracing::warn!("the watcher has not caught up with the project after 1 s");
     }
 
     pub fn down_blocking(&self, volumes: bool) -> Vec<String> {

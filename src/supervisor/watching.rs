@@ -43,6 +43,7 @@ async fn run(me: Arc<Shared>) {
             let now = applied.borrow_and_update().clone();
             if let Some(a) = now {
                 set = compile(&me, &a, &mut watcher);
+                me.watched_generation.store(a.generation, std::sync::atomic::Ordering::Relaxed);
                 guard = LoopGuard::new(debounce(&me));
                 noted.clear();
             }
