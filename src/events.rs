@@ -53,26 +53,6 @@ pub enum EventKind {
     },
 }
 
-impl EventKind {
-    /// The service the event is about, if one.
-    pub fn service(&self) -> Option<&str> {
-        match self {
-            EventKind::Starting { service }
-            | EventKind::Running { service, .. }
-            | EventKind::Exited { service, .. }
-            | EventKind::Health { service, .. }
-            | EventKind::Restarted { service, .. }
-            | EventKind::Synced { service, .. }
-            | EventKind::Signaled { service, .. }
-            | EventKind::Executed { service, .. } => Some(service),
-            EventKind::Note { service, .. } | EventKind::Error { service, .. } => {
-                service.as_deref()
-            }
-            EventKind::Reconciled { .. } => None,
-        }
-    }
-}
-
 impl std::fmt::Display for EventKind {
     /// One line for people: `web restarted in 42 ms`.
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {

@@ -24,7 +24,7 @@ use crate::state::Home;
 pub use create::CreateRequest;
 pub use reconcile::Outcome;
 pub use remove::parse_signal;
-pub use start::{Readiness, Started};
+pub use start::Readiness;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

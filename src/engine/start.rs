@@ -24,15 +24,6 @@ pub trait Readiness: Sync {
     fn wait_for(&self, service: &str, condition: Condition) -> Result<(), String>;
 }
 
-/// For callers without a supervisor: every started service counts as ready.
-pub struct Started;
-
-impl Readiness for Started {
-    fn wait_for(&self, _: &str, _: Condition) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// What the start threads share: each service's outcome once it is known.
 struct Board {
     done: Mutex<BTreeMap<String, Result<(), String>>>,
