@@ -66,6 +66,19 @@ fn httpd_on_www(port: u16, rule: &str) -> String {
     )
 }
 
+/// A busybox httpd serving /www (not bind-mounted) on a free host port, `./site` existing, with
+/// watch `rule`, brought up with `up -d` and answering.
+fn up_httpd_on_www(tag: &str, rule: &str) -> (DevEnv, u16) {
+    let env = DevEnv::new(tag).with_images(&[(Fixture::Busybox, "busybox")]);
+    let port = free_port();
+    env.write("site/.keep", "");
+    env.write("devenv.yaml", &httpd_on_www(port, rule));
+    env.ok(&["up", "-d"]);
+    let root = format!("http://127.0.0.1:{port}/");
+    eventually(10, "httpd to answer", || http_get(&root).is_some());
+    (env, port)
+}
+
 /// Waits longer than the loop guard's window (2 × 50 ms + 150 ms after an action ends), so that
 /// a test's quick successive saves are not taken for a rule re-triggering itself: five saves in
 /// a row, each within the window of the previous action, pause the rule, even a plain `sync`
@@ -113,16 +126,11 @@ fn a_sync_rule_copies_creates_and_deletes_files_in_the_container_without_restart
     if !root() {
         return;
     }
-    let env = DevEnv::new("sync").with_images(&[(Fixture::Busybox, "busybox")]);
-    let port = free_port();
-    env.write("site/.keep", "");
-    env.write(
-        "devenv.yaml",
-        &httpd_on_www(port, "      - path: ./site\n        action: sync\n        target: /www\n"),
+    let (env, port) = up_httpd_on_www(
+        "sync",
+        "      - path: ./site\n        action: sync\n        target: /www\n",
     );
-    env.ok(&["up", "-d"]);
     let url = |p: &str| format!("http://127.0.0.1:{port}/{p}");
-    eventually(10, "httpd to answer", || http_get(&url("")).is_some());
     let before = pid(&env, "web");
     let mut events = Events::follow(&env);
 
@@ -564,19 +572,8 @@ fn a_sync_exec_rule_runs_its_command_after_syncing() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("sync-exec").with_images(&[(Fixture::Busybox, "busybox")]);
-    let port = free_port();
-    env.write("site/.keep", "");
-    env.write(
-        "devenv.yaml",
-        &httpd_on_www(
-            port,
-            "      - path: ./site\n        action: sync+exec\n        target: /www\n        exec:\n          command: [sh, -c, \"cat /www/a.txt > /www/b.txt\"]\n",
-        ),
-    );
-    env.ok(&["up", "-d"]);
+    let (env, port) = up_httpd_on_www("sync-exec", "      - path: ./site\n        action: sync+exec\n        target: /www\n        exec:\n          command: [sh, -c, \"cat /www/a.txt > /www/b.txt\"]\n",);
     let url = |p: &str| format!("http://127.0.0.1:{port}/{p}");
-    eventually(10, "httpd to answer", || http_get(&url("")).is_some());
     let before = pid(&env, "web");
     let mut events = Events::follow(&env);
 
@@ -766,16 +763,11 @@ fn saves_by_rename_are_synced_and_the_temporary_file_is_not() {
     if !root() {
         return;
     }
-    let env = DevEnv::new("sync-rename").with_images(&[(Fixture::Busybox, "busybox")]);
-    let port = free_port();
-    env.write("site/.keep", "");
-    env.write(
-        "devenv.yaml",
-        &httpd_on_www(port, "      - path: ./site\n        action: sync\n        target: /www\n"),
+    let (env, port) = up_httpd_on_www(
+        "sync-rename",
+        "      - path: ./site\n        action: sync\n        target: /www\n",
     );
-    env.ok(&["up", "-d"]);
     let url = |p: &str| format!("http://127.0.0.1:{port}/{p}");
-    eventually(10, "httpd to answer", || http_get(&url("")).is_some());
     let mut events = Events::follow(&env);
 
     env.write("site/index.html", "first\n");
